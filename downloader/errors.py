@@ -18,6 +18,7 @@
         ├── NotFound           404
         ├── RemoteRejected     400/403(WAF)/other 4xx, or a media 403 that is not an expiry
         ├── UnsafeUrl          a URL from remote data points somewhere we must not go
+        ├── UnsafePath         a path built from remote data would leave the output root
         └── InvalidResponse    a body that does not match the documented shape
 
 Third-party exceptions (aiohttp, OSError) are translated once, at the boundary that
@@ -98,6 +99,10 @@ class RemoteRejected(JobFailed):
 
 class UnsafeUrl(JobFailed):
     """A URL taken from remote data failed the scheme/host allow-list."""
+
+
+class UnsafePath(JobFailed):
+    """A file path derived from remote data resolves outside the output root."""
 
 
 class InvalidResponse(JobFailed):

@@ -1,0 +1,83 @@
+"""Composition root shared by every command: settings in, a wired pipeline context out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from downloader.config import Settings
+from downloader.errors import ConfigError
+from downloader.pipeline.context import PipelineContext
+from downloader.recall import RecallClient
+from downloader.store import open_store
+from downloader.store.protocol import JobStore
+from downloader.transfer import TransferLimits, TransferSettings, open_media_session
+from downloader.urlpolicy import UrlPolicy
+
+
+def transfer_settings(settings: Settings) -> TransferSettings:
+    return TransferSettings(
+        chunk_bytes=settings.chunk_bytes,
+        write_buffer_bytes=settings.write_buffer_bytes,
+        checkpoint_bytes=settings.checkpoint_bytes,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+    )
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create the output root, or say clearly why it cannot be used."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {out}: {exc.strerror}") from None
+    if not out.is_dir():
+        raise ConfigError(f"output path {out} exists and is not a folder")
+    probe = out / ".recall-dl-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {out} is not writable: {exc.strerror}") from None
+    return out.resolve()
+
+
+@asynccontextmanager
+async def open_store_for(settings: Settings, state: str) -> AsyncIterator[JobStore]:
+    store = await open_store(state)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def open_pipeline(
+    settings: Settings, store: JobStore, out: Path, worker: str | None = None
+) -> AsyncIterator[PipelineContext]:
+    policy = UrlPolicy.for_api(settings.base_url, settings.allowed_hosts)
+    transfer = transfer_settings(settings)
+    async with (
+        RecallClient.open(settings) as client,
+        open_media_session(
+            transfer, limit=settings.concurrency, limit_per_host=settings.per_host_concurrency
+        ) as media,
+    ):
+        ctx = PipelineContext(
+            settings=settings,
+            store=store,
+            client=client,
+            media=media,
+            transfer=transfer,
+            limits=TransferLimits(
+                global_limit=settings.concurrency,
+                per_host=settings.per_host_concurrency,
+                per_recording=settings.per_recording_concurrency,
+            ),
+            policy=policy,
+            out=out,
+        )
+        if worker:
+            ctx.worker = worker
+        yield ctx

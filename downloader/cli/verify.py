@@ -1,0 +1,66 @@
+"""`recall-dl verify [--repair]`: re-hash every downloaded part against its sidecar.
+
+Exit 0 when every file matches; 1 when something is missing or changed. With --repair the
+damaged files are removed and their parts re-queued (run `fetch`/`run` to download them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import anyio
+
+from downloader.app import open_store_for
+from downloader.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_common_options,
+    settings_from_args,
+    state_url,
+)
+from downloader.config import Settings
+from downloader.errors import ConfigError
+from downloader.lifecycle import JobKind, job_id
+from downloader.verification import Problem, check_sidecar, sidecars
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repair", action="store_true", help="remove damaged files and re-queue their parts"
+    )
+    add_common_options(parser)
+
+
+def scan(out: Path) -> tuple[int, list[Problem]]:
+    checked, problems = 0, []
+    for sidecar in sidecars(out):
+        count, found = check_sidecar(out, sidecar)
+        checked += count
+        problems.extend(found)
+    return checked, problems
+
+
+async def repair(settings: Settings, state: str, problems: list[Problem]) -> int:
+    ids = {job_id(JobKind.DOWNLOAD_PART, p.part_id) for p in problems}
+    ids |= {job_id(JobKind.FINALIZE_RECORDING, p.recording_id) for p in problems}
+    for problem in problems:
+        if problem.what != "outside output folder":
+            problem.path.unlink(missing_ok=True)
+    async with open_store_for(settings, state) as store:
+        return await store.requeue(sorted(ids))
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    out = settings.out
+    if not out.is_dir():
+        raise ConfigError(f"output folder {out} does not exist")
+    checked, problems = scan(out)
+    for problem in problems:
+        print(f"{problem.what}: {problem.path} (part {problem.part_id})")
+    print(f"checked {checked} part(s): {len(problems)} problem(s)")
+    if problems and args.repair:
+        changed = anyio.run(repair, settings, state_url(settings), problems)
+        print(f"re-queued {changed} job(s); run `recall-dl fetch` or the service to restore them")
+    return EXIT_FAILED if problems else EXIT_OK
