@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from downloader.simulator import SimulatorConfig, SimulatorThread
+from tests.e2e.cli import Workspace
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    return SimulatorConfig(
+        bots=2,
+        participants_per_bot=2,
+        parts_per_participant=2,
+        part_size=96 * 1024,
+        seed=11,
+        time_scale=0,
+    )
+
+
+@pytest.fixture
+def sim(sim_config: SimulatorConfig) -> Iterator[SimulatorThread]:
+    with SimulatorThread(sim_config) as running:
+        yield running
+
+
+@pytest.fixture
+def ws(tmp_path: Path, sim: SimulatorThread) -> Workspace:
+    return Workspace(root=tmp_path, sim=sim, extra_env={})  # type: ignore[arg-type]
