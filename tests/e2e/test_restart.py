@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
@@ -30,13 +29,14 @@ SLOW = SimulatorConfig(
 
 
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
-    """Poll a condition (not a clock) while the command runs."""
+    """Poll a condition while the command runs; the poll interval is a wait on the process."""
     while not condition():
-        if proc.poll() is not None:
-            pytest.fail(
-                f"command exited ({proc.returncode}) before {what}: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        os.sched_yield()
+        try:
+            proc.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            continue
+        stderr = proc.stderr.read() if proc.stderr else ""
+        pytest.fail(f"command exited ({proc.returncode}) before {what}: {stderr[-2000:]}")
 
 
 def kill(proc: subprocess.Popen[str]) -> None:
