@@ -75,17 +75,21 @@ class RecordingRef:
     created_at: str | None
     expires_at: str | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    bot_id: str | None = None  # Retrieve/List Recording carry ``bot: {id, metadata} | null``
 
     @classmethod
     def parse(cls, data: object, where: str = "recording") -> RecordingRef:
         obj = _obj(data, where)
         status = obj.get("status")
+        bot = obj.get("bot")
+        bot_id = bot.get("id") if isinstance(bot, Mapping) else bot
         return cls(
             id=_str(obj, "id", where),
             status=Status.parse(status, f"{where}.status") if isinstance(status, Mapping) else None,
             created_at=_opt_str(obj, "created_at"),
             expires_at=_opt_str(obj, "expires_at"),
             metadata=_opt_obj(obj, "metadata"),
+            bot_id=bot_id if isinstance(bot_id, str) and bot_id else None,
         )
 
 

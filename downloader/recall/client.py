@@ -37,6 +37,7 @@ from downloader.config import Settings
 from downloader.errors import (
     InvalidResponse,
     NetworkError,
+    NotFound,
     RateLimited,
     RecallDlError,
     RetryLater,
@@ -70,6 +71,7 @@ MAX_MANIFEST_REDIRECTS = 5
 READ_CHUNK_BYTES = 64 << 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"recall-dl/{__version__}"
+PROBE_BOT_ID = "00000000-0000-0000-0000-000000000000"
 
 TimeFilter = dt.datetime | str | None
 StrOrStrs = str | Sequence[str] | None
@@ -204,6 +206,18 @@ class RecallClient:
             yield cls(
                 settings, api, manifest, limiter or RateLimiter.from_settings(settings), retry=retry
             )
+
+    # ------------------------------------------------------------------ startup check
+
+    async def verify_key(self) -> None:
+        """Fail fast on a wrong key or region: one cheap retrieve of a bot that cannot exist.
+
+        404 means the key was accepted; 401 raises :class:`AuthError` naming the region.
+        """
+        try:
+            await self.get_bot(PROBE_BOT_ID)
+        except NotFound:
+            return
 
     # ------------------------------------------------------------------ bots
 
