@@ -43,7 +43,13 @@ def part_payload(
 
 
 def part_jobs(
-    parts: list[Part], *, bot_id: str, recording_id: str, video_separate_id: str, fetched_at: float
+    parts: list[Part],
+    *,
+    bot_id: str,
+    recording_id: str,
+    video_separate_id: str,
+    fetched_at: float,
+    priority: int = 0,
 ) -> list[NewJob]:
     return [
         NewJob(
@@ -58,6 +64,7 @@ def part_jobs(
             ),
             bot_id=bot_id,
             parent=recording_id,
+            priority=priority,  # a backfill's soonest-expiring-first order reaches the parts
         )
         for part in parts
     ]
@@ -78,7 +85,12 @@ def finalize_job(bot_id: str, recording_id: str, video_separate_id: str) -> NewJ
 
 
 async def read_parts(
-    ctx: PipelineContext, *, bot_id: str, recording_id: str, video_separate_id: str
+    ctx: PipelineContext,
+    *,
+    bot_id: str,
+    recording_id: str,
+    video_separate_id: str,
+    priority: int = 0,
 ) -> list[Part]:
     """Re-read video_separate (fresh manifest link) and the manifest; upsert every part."""
     vs = await ctx.client.get_video_separate(video_separate_id)
@@ -93,6 +105,7 @@ async def read_parts(
         recording_id=recording_id,
         video_separate_id=video_separate_id,
         fetched_at=ctx.clock(),
+        priority=priority,
     )
     if jobs:
         await ctx.store.enqueue(jobs, OnConflict.UPDATE_PAYLOAD)
@@ -104,7 +117,11 @@ async def fetch_manifest(ctx: PipelineContext, lease: Lease) -> Outcome:
     bot_id, recording_id = str(payload["bot_id"]), str(payload["recording_id"])
     video_separate_id = lease.job.key
     parts = await read_parts(
-        ctx, bot_id=bot_id, recording_id=recording_id, video_separate_id=video_separate_id
+        ctx,
+        bot_id=bot_id,
+        recording_id=recording_id,
+        video_separate_id=video_separate_id,
+        priority=lease.job.priority,
     )
     if not parts:
         # Nobody had video on: the recording is complete with an empty sidecar.
