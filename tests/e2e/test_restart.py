@@ -79,7 +79,9 @@ def test_sigkill_mid_body_after_rename_and_anywhere(ws: Workspace) -> None:
     completed_before_last_run = {p.name for p in final_files(ws)}
     per_part_before = dict(ws.sim.stats()["media"]["bytes_served_per_part"])
 
-    result = ws.run("fetch", *bots, **env)
+    result = ws.run(
+        "fetch", *bots, RECALL_DL_CHECKPOINT_BYTES=str(CHECKPOINT), RECALL_DL_CONCURRENCY="2"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for bot_id in bots:
         assert_bot_complete(ws, bot_id)
