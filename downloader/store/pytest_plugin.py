@@ -13,12 +13,22 @@ import pytest
 
 from downloader.store.pgserver import TempPostgres
 
+_shared: TempPostgres | None = None
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[TempPostgres]:
-    """One server for the whole session, stopped and deleted at its end."""
-    with TempPostgres() as server:
-        yield server
+    """One server for the whole session, stopped and deleted at its end.
+
+    Shared through a module global, because every conftest or module that imports this
+    fixture gets its own session-scoped copy; each copy's teardown stops the same server.
+    """
+    global _shared  # noqa: PLW0603 -- one server per test process, by design
+    if _shared is None:
+        _shared = TempPostgres()
+        _shared.start()
+    yield _shared
+    _shared.stop()
 
 
 @pytest.fixture
