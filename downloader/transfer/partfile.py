@@ -1,0 +1,142 @@
+"""Blocking file operations on ``<final>.part``; every method runs in a worker thread.
+
+One call per write buffer (MiBs): ``pwritev`` at the committed offset, SHA-256 update (hashlib
+releases the GIL), and an fsync when a checkpoint is due. The partial file is opened with
+``O_NOFOLLOW`` and must be a regular file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from downloader.mp4check import Mp4Check, check_mp4_fd
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+PARTIAL_SUFFIX = ".part"
+READ_BLOCK = 1 << 20
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+class FsyncFailed(Exception):
+    """Internal marker: an fsync raised; the data written since the last one is suspect."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(final.name + PARTIAL_SUFFIX)
+
+
+def _sync(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise FsyncFailed(exc) from exc
+
+
+class PartFile:
+    """An open partial file and the SHA-256 of its first ``hashed`` bytes."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.hasher: _Hash = hashlib.sha256()
+        self.hashed = 0
+
+    @classmethod
+    def open(cls, path: Path) -> PartFile:
+        """Open or create without following a symlink; refuse anything but a regular file."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o666)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def reset(self, offset: int, rehash: bool = True) -> None:
+        """Keep only the first ``offset`` bytes; hash them now (re-reading) or lazily later."""
+        os.ftruncate(self.fd, offset)
+        if offset != self.hashed:
+            self.hasher = hashlib.sha256()
+            self.hashed = 0
+        if rehash:
+            self._hash_prefix(offset)
+
+    def _hash_prefix(self, offset: int) -> None:
+        buffer = bytearray(min(READ_BLOCK, max(offset, 1)))
+        view = memoryview(buffer)
+        while self.hashed < offset:
+            want = min(len(buffer), offset - self.hashed)
+            got = os.preadv(self.fd, [view[:want]], self.hashed)
+            if got <= 0:
+                raise OSError(errno.EIO, "partial file shorter than expected", str(self.path))
+            self.hasher.update(view[:got])
+            self.hashed += got
+
+    def write(self, chunks: Sequence[bytes | memoryview], offset: int, sync: bool) -> None:
+        """Write ``chunks`` at ``offset`` (which must be the hashed length), then maybe fsync."""
+        if offset != self.hashed:
+            raise RuntimeError(f"write at {offset} but {self.hashed} bytes hashed")
+        pending: list[memoryview] = [memoryview(c) for c in chunks]
+        position = offset
+        while pending:
+            batch = pending[:IOV_MAX]
+            written = os.pwritev(self.fd, batch, position)
+            position += written
+            while written and pending:
+                head = pending[0]
+                if written >= len(head):
+                    written -= len(head)
+                    pending.pop(0)
+                else:
+                    pending[0] = head[written:]
+                    written = 0
+        for chunk in chunks:
+            self.hasher.update(chunk)
+        self.hashed = position
+        if sync:
+            _sync(self.fd)
+
+    def sync(self) -> None:
+        _sync(self.fd)
+
+    def check_mp4(self) -> Mp4Check:
+        return check_mp4_fd(self.fd, self.hashed)
+
+    def hexdigest(self) -> str:
+        return self.hasher.hexdigest()
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def publish(partial: Path, final: Path) -> None:
+    """Rename the verified partial file to its final name and make the rename durable."""
+    os.replace(partial, final)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    dir_fd = os.open(final.parent, flags)
+    try:
+        _sync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def discard(path: Path) -> None:
+    """Remove a file we no longer trust; a missing file is fine."""
+    path.unlink(missing_ok=True)
