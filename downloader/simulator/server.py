@@ -60,10 +60,12 @@ class Simulator:
             await self.webhooks.start()
 
     async def _listen(self, app: web.Application, host: str, port: int) -> str:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         bound_port = runner.addresses[-1][1]
         return f"http://{host}:{bound_port}"
@@ -122,8 +124,10 @@ class Simulator:
 
     @property
     def bot_ids(self) -> list[str]:
+        """The generated (ordinary) bots, including any that arrived while running; bots built
+        with ``add_bot`` are not listed (their ids are returned by ``add_bot``)."""
         world = self.state.world
-        return [*world.ordinary_ids, *(b.id for b in world.added)]
+        return [*world.ordinary_ids, *(b.id for b in world.added if b.ordinary)]
 
     def add_bot(self, spec: BotSpec) -> str:
         return self.state.world.add_bot(spec).id
