@@ -30,6 +30,7 @@ from downloader.store.protocol import (
     StoreCorrupt,
     WorkerInfo,
 )
+from downloader.store.ratebudget import check_rate_args
 from downloader.store.rows import (
     check_claim_args,
     check_lease_seconds,
@@ -279,6 +280,20 @@ class PostgresStore:
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._pool.fetch(Q["workers"], self._now, WORKERS_RECENT_SECONDS)
         return [WorkerInfo(r["worker"], float(r["last_seen"]), int(r["running"])) for r in rows]
+
+    # -- shared rate budget (see downloader.store.ratebudget) --------------------------------
+
+    async def acquire_rate_slot(self, cls: str, limit: int, window_seconds: float) -> float:
+        check_rate_args(limit, window_seconds)
+        args = (self._now, cls, limit, float(window_seconds))
+        return float(await self._pool.fetchval(Q["acquire_rate_slot"], *args))
+
+    async def pause_class(self, cls: str, until: float) -> None:
+        await self._pool.execute(Q["pause_class"], cls, float(until))
+
+    async def paused_until(self, cls: str) -> float | None:
+        value = await self._pool.fetchval(Q["rate_paused_until"], cls)
+        return None if value is None else float(value)
 
     # -- small tables ---------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from downloader.store.protocol import (
     StoreCorrupt,
     WorkerInfo,
 )
+from downloader.store.ratebudget import check_rate_args, slot_wait
 from downloader.store.rows import (
     check_claim_args,
     check_lease_seconds,
@@ -277,6 +278,20 @@ class SqliteStore:
         rows = await self._call(self._read, _workers)
         return [WorkerInfo(r["worker"], float(r["last_seen"]), int(r["running"])) for r in rows]
 
+    # -- shared rate budget (see downloader.store.ratebudget) --------------------------------
+    # The budget lives in the same file, serialised by the same write lock.
+
+    async def acquire_rate_slot(self, cls: str, limit: int, window_seconds: float) -> float:
+        check_rate_args(limit, window_seconds)
+        return await self._call(self._write, _acquire_rate_slot, cls, limit, window_seconds)
+
+    async def pause_class(self, cls: str, until: float) -> None:
+        await self._call(self._write, _execute, "pause_class", {"cls": cls, "until": until})
+
+    async def paused_until(self, cls: str) -> float | None:
+        row = await self._call(self._read, _fetchone, "rate_paused_until", {"cls": cls})
+        return None if row is None else float(row["paused_until"])
+
     # -- small tables ---------------------------------------------------------------------
 
     async def remember_delivery(self, message_id: str) -> bool:
@@ -463,3 +478,15 @@ def _fetchall(conn: Conn, _now: float, query: str, params: dict[str, Any]) -> li
 
 def _fetchall_sql(conn: Conn, _now: float, sql: str, params: dict[str, Any]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
+
+
+def _acquire_rate_slot(conn: Conn, now: float, cls: str, limit: int, window: float) -> float:
+    paused = conn.execute(Q["rate_paused_until"], {"cls": cls}).fetchone()
+    if paused is not None and paused["paused_until"] > now:
+        return float(paused["paused_until"]) - now
+    conn.execute(Q["rate_prune"], {"cls": cls, "now": now, "window": window})
+    recent = [row["at"] for row in conn.execute(Q["rate_window"], {"cls": cls})]
+    wait = slot_wait(recent, limit, window, now)
+    if wait == 0.0:
+        conn.execute(Q["rate_record"], {"cls": cls, "now": now})
+    return wait

@@ -11,6 +11,7 @@ import pytest
 from downloader.errors import ConfigError
 from downloader.lifecycle import JobKind
 from downloader.store import NewJob, StoreCorrupt, location, open_store, sqlite_path
+from downloader.store.ratebudget import rate_budget
 from downloader.store.sqlite import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
@@ -121,3 +122,22 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(ConfigError, match="newer than this recall-dl"):
         await open_store(str(path))
+
+
+async def test_an_older_schema_is_migrated_keeping_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = await open_store(str(path))
+    await store.enqueue([NewJob(JobKind.POLL_BOT, "b1")])
+    await store.close()
+    with sqlite3.connect(path) as conn:  # back to the first schema, as an old release left it
+        conn.execute("DROP TABLE rate_requests")
+        conn.execute("DROP TABLE rate_classes")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    store = await open_store(str(path))
+    try:
+        assert [job.key for job in await store.list_jobs()] == ["b1"]
+        assert await rate_budget(store).acquire_rate_slot("list", 1, 60) == 0.0
+    finally:
+        await store.close()

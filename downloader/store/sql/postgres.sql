@@ -55,6 +55,46 @@ CREATE TABLE cursors (
     updated_at double precision NOT NULL
 );
 
+-- name: migration_0002
+-- The shared request budget (downloader.store.ratebudget): a sliding-window log of recent
+-- requests per endpoint class, and a pause per class set when the API answers 429.
+-- The class row doubles as the lock that serialises hosts acquiring slots of one class.
+CREATE TABLE rate_classes (
+    cls          text PRIMARY KEY,
+    paused_until double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE rate_requests (
+    cls text NOT NULL,
+    at  double precision NOT NULL
+);
+CREATE INDEX rate_requests_cls_at ON rate_requests (cls, at);
+-- One round trip per API request: 0 when it may go now (recorded), else seconds to wait.
+CREATE FUNCTION rdl_acquire_rate_slot(
+    override double precision, p_cls text, p_limit integer, p_window double precision
+) RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    t      double precision := rdl_now(override);
+    paused double precision;
+    n      integer;
+    oldest double precision;
+BEGIN
+    INSERT INTO rate_classes (cls) VALUES (p_cls) ON CONFLICT (cls) DO NOTHING;
+    SELECT paused_until INTO paused FROM rate_classes WHERE cls = p_cls FOR UPDATE;
+    IF paused > t THEN
+        RETURN paused - t;
+    END IF;
+    DELETE FROM rate_requests WHERE cls = p_cls AND at <= t - p_window;
+    SELECT count(*) INTO n FROM rate_requests WHERE cls = p_cls;
+    IF n < p_limit THEN
+        INSERT INTO rate_requests (cls, at) VALUES (p_cls, t);
+        RETURN 0;
+    END IF;
+    -- The request may go when enough of the window's requests have aged out of it.
+    SELECT at INTO oldest FROM rate_requests WHERE cls = p_cls
+    ORDER BY at OFFSET n - p_limit LIMIT 1;
+    RETURN oldest + p_window - t;
+END $$;
+
 -- name: migrate_lock
 SELECT pg_advisory_xact_lock(hashtext('recall-dl:migrate'))
 
@@ -203,6 +243,17 @@ FROM workers w
 WHERE w.last_seen >= rdl_now($1) - $2
    OR EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'running' AND j.worker = w.worker)
 ORDER BY w.worker
+
+-- name: acquire_rate_slot
+SELECT rdl_acquire_rate_slot($1, $2, $3, $4)
+
+-- name: pause_class
+INSERT INTO rate_classes (cls, paused_until) VALUES ($1, $2)
+ON CONFLICT (cls) DO UPDATE SET paused_until = greatest(rate_classes.paused_until,
+                                                        excluded.paused_until)
+
+-- name: rate_paused_until
+SELECT paused_until FROM rate_classes WHERE cls = $1
 
 -- name: sanity
 SELECT count(*) FROM (SELECT 1 FROM jobs LIMIT 1) AS j

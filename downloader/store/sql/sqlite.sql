@@ -55,6 +55,19 @@ CREATE TABLE cursors (
     updated_at REAL NOT NULL
 ) STRICT;
 
+-- name: migration_0002
+-- The shared request budget (downloader.store.ratebudget): a sliding-window log of recent
+-- requests per endpoint class, and a pause per class set when the API answers 429.
+CREATE TABLE rate_classes (
+    cls          TEXT PRIMARY KEY,
+    paused_until REAL NOT NULL DEFAULT 0
+) STRICT;
+CREATE TABLE rate_requests (
+    cls TEXT NOT NULL,
+    at  REAL NOT NULL
+) STRICT;
+CREATE INDEX rate_requests_cls_at ON rate_requests (cls, at);
+
 -- name: insert_job
 INSERT INTO jobs (id, kind, key, state, payload, bot_id, parent, priority, run_after,
                   created_at, updated_at)
@@ -180,6 +193,22 @@ ORDER BY w.worker
 DELETE FROM workers
 WHERE last_seen < :before
   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'running' AND j.worker = workers.worker)
+
+-- name: rate_paused_until
+SELECT paused_until FROM rate_classes WHERE cls = :cls
+
+-- name: rate_prune
+DELETE FROM rate_requests WHERE cls = :cls AND at <= :now - :window
+
+-- name: rate_window
+SELECT at FROM rate_requests WHERE cls = :cls ORDER BY at
+
+-- name: rate_record
+INSERT INTO rate_requests (cls, at) VALUES (:cls, :now)
+
+-- name: pause_class
+INSERT INTO rate_classes (cls, paused_until) VALUES (:cls, :until)
+ON CONFLICT (cls) DO UPDATE SET paused_until = max(paused_until, excluded.paused_until)
 
 -- name: integrity_check
 PRAGMA integrity_check
