@@ -217,11 +217,11 @@ class MediaHost:
         with stats.download(part_id):
             try:
                 for data in obj.chunks(plan.start, stop, chunk):
+                    if rate:  # pace before each chunk, so nothing lingers after the last byte
+                        await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
                     await response.write(data)
                     stats.sent(part_id, len(data))
                     sent += len(data)
-                    if rate:
-                        await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
                 if plan.cut is not None:
                     if plan.stall:
                         await asyncio.sleep(self.state.faults.config.stall_seconds)
