@@ -23,7 +23,7 @@ from downloader.pipeline.manifests import fetch_manifest
 from downloader.pipeline.outcome import Finish, Outcome, Wait
 from downloader.pipeline.parts import download_part
 from downloader.pipeline.recordings import resolve_recording
-from downloader.store.protocol import Lease, LeaseLost
+from downloader.store.protocol import IllegalTransition, Lease, LeaseLost
 
 log = structlog.get_logger(__name__)
 
@@ -92,8 +92,10 @@ async def run_job(ctx: PipelineContext, lease: Lease) -> None:
             await _record_outcome(ctx, lease, outcome)
     except anyio.get_cancelled_exc_class():
         # Shutdown: hand the job back so the next start (or another host) resumes it.
+        # IllegalTransition: the outcome (e.g. finish) committed although its await was
+        # cancelled; the job is already where it belongs.
         with anyio.CancelScope(shield=True):
-            with contextlib.suppress(LeaseLost):
+            with contextlib.suppress(LeaseLost, IllegalTransition):
                 await ctx.store.release(lease)
         raise
     except LeaseLost:
@@ -107,9 +109,13 @@ async def worker_loop(
 ) -> None:
     """Claim and run jobs of ``kinds`` one at a time until draining starts."""
     while not draining.is_set():
-        leases = await ctx.store.claim(
-            ctx.worker, kinds=kinds, limit=1, lease_seconds=ctx.settings.lease_seconds
-        )
+        # Shielded: a store call cancelled while in flight may still commit, and a claim whose
+        # leases never reach us would strand its jobs as RUNNING until the lease expires.
+        # A pending cancellation then lands inside run_job, which releases the job.
+        with anyio.CancelScope(shield=True):
+            leases = await ctx.store.claim(
+                ctx.worker, kinds=kinds, limit=1, lease_seconds=ctx.settings.lease_seconds
+            )
         if not leases:
             wake = ctx.work_available
             with anyio.move_on_after(IDLE_POLL_SECONDS):
