@@ -116,10 +116,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
 async def serve(endpoints: Endpoints, listen: str) -> AsyncIterator[list[str]]:
     """Listen on ``HOST:PORT`` until the block ends; yields the bound addresses."""
     host, port = parse_listen(listen)
-    runner = web.AppRunner(build_app(endpoints), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(endpoints), access_log=None, handle_signals=False, shutdown_timeout=2.0
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:

@@ -121,6 +121,9 @@ class ServiceMetrics:
         self.draining = Gauge(
             f"{PREFIX}_draining", "1 while the service is shutting down", registry=self.registry
         )
+        self.workers = Gauge(
+            f"{PREFIX}_workers", "Workers per pool", ["pool"], registry=self.registry
+        )
         self.reloads = Counter(
             f"{PREFIX}_config_reloads",
             "SIGHUP reloads by result",

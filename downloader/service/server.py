@@ -293,6 +293,8 @@ class Service:
         poll.resize(self._workers, self.settings.api_concurrency)
         api.resize(self._workers, self.settings.api_concurrency)
         transfer.resize(self._workers, self.settings.concurrency)
+        for pool in self._pools:
+            self.metrics.workers.labels(pool.name).set(pool.size)
 
     async def _signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -66,8 +66,8 @@ class NotifySocket:
             message = self._receive(left)
             if message is not None and predicate(message):
                 return message
-        seen = [m for m in self.messages if "WATCHDOG" not in m]
-        raise AssertionError(f"no notify message {what} within {timeout} s: {seen}")
+        shown = [m for m in self.messages if "WATCHDOG" not in m]
+        raise AssertionError(f"no notify message {what} within {timeout} s: {shown}")
 
     def wait_key(
         self, key: str, value: str | None = None, timeout: float = WAIT_SECONDS
