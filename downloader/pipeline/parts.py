@@ -14,7 +14,7 @@ from yarl import URL
 from downloader import naming
 from downloader.errors import JobFailed, RefreshUrl, RetryLater
 from downloader.lifecycle import JobKind, JobState
-from downloader.mp4check import check_mp4
+from downloader.mp4check import check_mp4_path
 from downloader.pipeline.context import PipelineContext
 from downloader.pipeline.leases import with_heartbeat
 from downloader.pipeline.manifests import finalize_job, read_parts
@@ -46,9 +46,7 @@ def _adopt_completed_file(final: Path, progress: dict[str, Any]) -> TransferResu
     total = progress.get("total")
     if not isinstance(total, int) or not final.is_file() or final.stat().st_size != total:
         return None
-    try:
-        check_mp4(final)
-    except JobFailed:
+    if not check_mp4_path(final).ok:
         return None
     return TransferResult(
         path=final, bytes=total, sha256=_sha256_file(final), etag=progress.get("etag")
