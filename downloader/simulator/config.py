@@ -6,6 +6,8 @@ event loop thread and a test thread without copying.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
@@ -187,6 +189,16 @@ def _fault_value(raw: str) -> FaultValue:
     return int(raw)
 
 
+def _check_webhook_secret(secret: str) -> None:
+    """A Standard Webhooks secret is ``whsec_`` followed by base64 key bytes."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if not secret.startswith("whsec_") or not key:
+        raise ValueError("webhook_secret must look like whsec_<base64>")
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -249,6 +261,8 @@ class SimulatorConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.webhook_secret is not None:
+            _check_webhook_secret(self.webhook_secret)
 
     @property
     def lifecycle(self) -> Lifecycle:
