@@ -56,6 +56,7 @@ _REARM_IF_FAILED = ", ".join(
     for column, rearmed in [
         ("attempts", "0"),
         ("run_after", "excluded.run_after"),
+        ("due", "excluded.due"),
         ("state", "'pending'"),
     ]
 )
@@ -101,12 +102,16 @@ class PostgresStore:
         try:
             await store._migrate()
             await store.integrity_check()
+        except asyncpg.PostgresError as exc:  # e.g. no right to create the schema
+            await store.close()
+            raise ConfigError(f"cannot prepare the job store in {redact(url)}: {exc}") from exc
         except BaseException:
             await store.close()
             raise
         return store
 
     async def close(self) -> None:
+        """Close the pool (waits for connections in use); closing twice is harmless."""
         await self._pool.close()
 
     @property
@@ -154,6 +159,7 @@ class PostgresStore:
             return []
         now = self._now
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["promote_due"], now)
             rows = await conn.fetch(Q["claim"], now, wanted, limit, worker, lease_seconds)
             if rows:
                 await conn.execute(Q["touch_worker"], now, worker)

@@ -7,6 +7,12 @@ Ownership of a running job is a *lease*: a random per-attempt token plus an expi
 write a worker makes about a running job (checkpoint, finish, retry, fail, release) names the
 token and is refused with :class:`LeaseLost` when the job was reclaimed meanwhile, so a
 stalled or partitioned worker can never finish a job someone else now holds.
+
+A lease is held up to and including ``lease_until``. After that every write under it is
+refused (LeaseLost, ``heartbeat`` returns False) even before ``reclaim_expired`` has run:
+an expired holder must stop, whether or not someone else has taken the job yet.
+A write under a token that still names the job's latest attempt, after that attempt has
+ended (finish twice, finish after fail or release), raises :class:`IllegalTransition`.
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ class JobStore(Protocol):
         ...
 
     async def checkpoint(self, lease: Lease, progress: Json) -> None:
-        """Durably record progress of a RUNNING job. Raises LeaseLost."""
+        """Durably record progress (replacing the previous) of a RUNNING job. Raises LeaseLost."""
         ...
 
     async def finish(self, lease: Lease, result: Json) -> None:
@@ -127,7 +133,10 @@ class JobStore(Protocol):
         payload: Json | None = None,
         progress: Json | None = None,
     ) -> None:
-        """RUNNING -> PENDING to wait for the remote side; does not count an attempt."""
+        """RUNNING -> PENDING to wait for the remote side; does not count an attempt.
+
+        ``payload`` / ``progress`` replace the stored ones when given, else are kept.
+        """
         ...
 
     async def retry_later(
@@ -137,7 +146,10 @@ class JobStore(Protocol):
         ...
 
     async def fail(self, lease: Lease, reason: str) -> None:
-        """RUNNING -> FAILED with its reason; failed jobs never expire."""
+        """RUNNING -> FAILED with its reason in ``last_error``; counts the attempt.
+
+        Failed jobs never expire.
+        """
         ...
 
     async def release(self, lease: Lease) -> None:
@@ -145,13 +157,20 @@ class JobStore(Protocol):
         ...
 
     async def reclaim_expired(self) -> int:
-        """Expired leases go back to PENDING (one attempt counted); returns how many."""
+        """Expired leases go back to PENDING, due now, one attempt counted; returns how many.
+
+        The old token is cleared, so its holder's writes raise LeaseLost. Attempts are not
+        checked here: whoever claims the job next sees ``attempts`` and decides
+        (``lifecycle.attempts_exhausted``) whether to fail it instead of running it again.
+        """
         ...
 
     async def requeue(self, job_ids: Collection[str] | None = None) -> int:
         """FAILED (or, when named explicitly, DONE) jobs -> PENDING with 0 attempts.
 
-        ``None`` means every FAILED job. Returns how many changed.
+        ``None`` means every FAILED job. Named jobs in another state (or unknown ids) are
+        left alone and not counted. Progress and result are kept; the handler decides
+        whether they still hold. Returns how many changed.
         """
         ...
 

@@ -53,6 +53,7 @@ Clock = Callable[[], float]
 Conn = sqlite3.Connection
 
 BUSY_TIMEOUT_SECONDS = 30.0  # a writer in another process holds the lock for milliseconds
+OPEN_CHECK_MAX_BYTES = 64 * 1024 * 1024  # quick_check at open only up to this file size
 WORKERS_RECENT_SECONDS = 15 * 60  # workers() lists those seen this recently (or holding jobs)
 WORKERS_FORGET_SECONDS = 7 * 24 * 3600  # reclaim_expired drops idle workers older than this
 
@@ -76,6 +77,7 @@ class SqliteStore:
         self._clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recall-dl-sqlite")
         self._conn: Conn | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path, *, clock: Clock | None = None) -> SqliteStore:
@@ -130,7 +132,7 @@ class SqliteStore:
                 raise ConfigError(f"state file {self.path}: cannot use WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            _check_integrity(conn, self.path)
+            _check_at_open(conn, self.path)
             self._conn = conn
             self._write(_migrate, self.path)
         except BaseException:
@@ -144,6 +146,10 @@ class SqliteStore:
             self._conn = None
 
     async def close(self) -> None:
+        """Close the connection and stop the thread; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             await self._call(self._close_connection)
         finally:
@@ -173,7 +179,7 @@ class SqliteStore:
             return []
         # An idle poll reads without taking the write lock, so idle workers in other
         # processes do not queue behind each other; the claim itself re-reads under the lock.
-        if not await self._call(self._read, _candidates, wanted, limit):
+        if not await self._call(self._read, _anything_to_claim, wanted):
             return []
         request = _ClaimRequest(worker, wanted, limit, lease_seconds)
         return await self._call(self._write, _claim, request)
@@ -235,7 +241,8 @@ class SqliteStore:
         return await self._call(self._write, _requeue, ids)
 
     async def integrity_check(self) -> None:
-        await self._call(self._read, lambda conn, _now: _check_integrity(conn, self.path))
+        """The full ``PRAGMA integrity_check`` (seconds on a large file; run it from verify)."""
+        await self._call(self._read, lambda conn, _now: _check(conn, self.path, "integrity_check"))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -322,8 +329,20 @@ def _translate_errors(path: Path) -> Iterator[None]:
         raise
 
 
-def _check_integrity(conn: Conn, path: Path) -> None:
-    problems = [row[0] for row in conn.execute(Q["integrity_check"])]
+def _check_at_open(conn: Conn, path: Path) -> None:
+    """Catch a damaged file before working on it, at a bounded cost.
+
+    ``quick_check`` verifies every page and b-tree but not that indexes match their tables;
+    it reads the whole file, ~1 s per 100 MB, so larger files get only the structural
+    checks every statement makes anyway (SQLITE_CORRUPT still surfaces as StoreCorrupt).
+    """
+    conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # header + schema readable
+    if path.stat().st_size <= OPEN_CHECK_MAX_BYTES:
+        _check(conn, path, "quick_check")
+
+
+def _check(conn: Conn, path: Path, query: str) -> None:
+    problems = [row[0] for row in conn.execute(Q[query])]
     if problems != ["ok"]:
         raise StoreCorrupt(f"state file {path} fails its integrity check: {problems[0]}")
 
@@ -402,7 +421,14 @@ class _ClaimRequest:
     lease_seconds: float
 
 
+def _anything_to_claim(conn: Conn, now: float, kinds: list[JobKind]) -> bool:
+    if conn.execute(Q["any_promotable"], {"now": now}).fetchone() is not None:
+        return True
+    return bool(_candidates(conn, now, kinds, 1))
+
+
 def _claim(conn: Conn, now: float, req: _ClaimRequest) -> list[Lease]:
+    conn.execute(Q["promote_due"], {"now": now})
     leases = []
     for candidate in _candidates(conn, now, req.kinds, req.limit):
         token = secrets.token_hex(16)

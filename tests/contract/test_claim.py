@@ -113,3 +113,29 @@ async def test_invalid_arguments_are_refused(store: JobStore) -> None:
         await store.claim("w", lease_seconds=0)
     with pytest.raises(ValueError, match="limit"):
         await store.claim("w", limit=-1, lease_seconds=10)
+
+
+async def test_a_parked_job_joins_the_claim_order_when_due(
+    store: JobStore, clock: FakeClock
+) -> None:
+    await store.enqueue(
+        [
+            NewJob(PART, "urgent-later", priority=9, run_after=clock() + 30),
+            NewJob(PART, "low-now"),
+        ]
+    )
+    assert await keys(store) == ["low-now"]
+    await store.enqueue([NewJob(PART, "mid-now", priority=5), NewJob(PART, "low-2")])
+    clock.advance(30)
+    assert await keys(store, limit=5) == ["urgent-later", "mid-now", "low-2"]
+
+
+async def test_waiting_jobs_come_back_in_order(store: JobStore, clock: FakeClock) -> None:
+    await store.enqueue([NewJob(PART, "a", priority=1), NewJob(PART, "b", priority=2)])
+    b, a = await store.claim("w", limit=2, lease_seconds=60)
+    await store.retry_later(a, clock() + 10, "503")
+    await store.reschedule(b, clock() + 20)
+    clock.advance(10)
+    assert await keys(store, limit=5) == ["a"]
+    clock.advance(10)
+    assert await keys(store, limit=5) == ["b"]

@@ -50,3 +50,9 @@ async def test_reopening_an_existing_store_is_harmless(store_url: str, clock: Fa
 async def test_integrity_check_passes_on_a_healthy_store(store: JobStore) -> None:
     await store.enqueue([NewJob(PART, f"p{i}") for i in range(50)])
     await store.integrity_check()
+
+
+async def test_closing_twice_is_harmless(store_url: str, clock: FakeClock) -> None:
+    opened = await open_store(store_url, clock=clock)
+    await opened.close()
+    await opened.close()

@@ -11,7 +11,7 @@ import pytest
 from downloader.errors import ConfigError
 from downloader.lifecycle import JobKind
 from downloader.store import JobStore, NewJob, open_store
-from downloader.store.postgres import MIGRATIONS, redact
+from downloader.store.postgres import MIGRATIONS, Q, redact
 from downloader.store.pytest_plugin import pg_server, pg_url
 
 __all__ = ["pg_server", "pg_url"]  # fixtures
@@ -67,3 +67,35 @@ async def test_a_database_that_does_not_exist_is_a_config_error(pg_url: str) -> 
 def test_redact_hides_the_password() -> None:
     assert redact("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_claims_read_indexes_not_the_table(pg_url: str) -> None:
+    store = await open_store(pg_url)
+    conn = await asyncpg.connect(pg_url, server_settings={"search_path": "recall_dl"})
+    try:
+        far = time.time() + 3600
+        parked = [
+            NewJob(JobKind.FINALIZE_RECORDING, f"r{i}", priority=i, run_after=far)
+            for i in range(5000)
+        ]
+        done = [NewJob(JobKind.DOWNLOAD_PART, f"p{i}") for i in range(5000)]
+        await store.enqueue(parked + done)
+        while leases := await store.claim(
+            "w", kinds=[JobKind.DOWNLOAD_PART], limit=500, lease_seconds=60
+        ):
+            for lease in leases:
+                await store.finish(lease, {})
+        await conn.execute("ANALYZE jobs")
+        claim = Q["claim"]
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                "EXPLAIN " + claim, None, ["finalize_recording"], 1, "w", 60.0
+            )
+        )
+        assert "jobs_claim" in plan, plan
+        promote = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + Q["promote_due"], None))
+        assert "jobs_parked" in promote, promote
+    finally:
+        await conn.close()
+        await store.close()

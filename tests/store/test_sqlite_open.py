@@ -11,8 +11,10 @@ import pytest
 from downloader.errors import ConfigError
 from downloader.lifecycle import JobKind
 from downloader.store import NewJob, StoreCorrupt, location, open_store, sqlite_path
+from downloader.store import sqlite as sqlite_store
 from downloader.store.ratebudget import rate_budget
-from downloader.store.sqlite import MIGRATIONS
+from downloader.store.sqlite import MIGRATIONS, _statements
+from downloader.store.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -96,11 +98,14 @@ async def test_not_a_database_is_store_corrupt_naming_the_file(tmp_path: Path) -
     assert "\n" not in str(info.value)
 
 
-async def test_damaged_pages_are_store_corrupt(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
+async def damaged_store(path: Path) -> None:
     store = await open_store(str(path))
     await store.enqueue([NewJob(JobKind.DOWNLOAD_PART, f"p{i}" * 20) for i in range(2000)])
     await store.close()
+    damage(path)
+
+
+def damage(path: Path) -> None:
     with sqlite3.connect(path) as conn:  # fold the WAL in so the damage hits the main file
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -110,8 +115,30 @@ async def test_damaged_pages_are_store_corrupt(tmp_path: Path) -> None:
         data[offset + page - 1500 : offset + page] = os.urandom(1500)  # where cells live
     path.write_bytes(bytes(data))
 
+
+async def test_damaged_pages_are_store_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    await damaged_store(path)
     with pytest.raises(StoreCorrupt, match=str(path)):
         await open_store(str(path))
+
+
+async def test_a_large_damaged_file_is_caught_by_integrity_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "jobs.db"
+    await damaged_store(path)
+    monkeypatch.setattr(sqlite_store, "OPEN_CHECK_MAX_BYTES", 0)  # as if it were huge
+    with pytest.raises(StoreCorrupt, match=str(path)):
+        await open_and_check(path)  # open may already fail on a damaged schema page
+
+
+async def open_and_check(path: Path) -> None:
+    store = await open_store(str(path))
+    try:
+        await store.integrity_check()
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -124,20 +151,28 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await open_store(str(path))
 
 
-async def test_an_older_schema_is_migrated_keeping_its_jobs(tmp_path: Path) -> None:
+async def test_the_first_schema_is_migrated_keeping_its_jobs(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     path = tmp_path / "jobs.db"
-    store = await open_store(str(path))
-    await store.enqueue([NewJob(JobKind.POLL_BOT, "b1")])
-    await store.close()
-    with sqlite3.connect(path) as conn:  # back to the first schema, as an old release left it
-        conn.execute("DROP TABLE rate_requests")
-        conn.execute("DROP TABLE rate_classes")
+    with sqlite3.connect(path, isolation_level=None) as conn:  # as the first release left it
+        for statement in _statements(MIGRATIONS[0]):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO jobs (id, kind, key, state, payload, run_after, created_at, updated_at)"
+            " VALUES ('poll_bot:b1', 'poll_bot', 'b1', 'pending', '{}', ?, ?, ?)",
+            (clock() + 10, clock(), clock()),
+        )
         conn.execute("PRAGMA user_version = 1")
     conn.close()
 
-    store = await open_store(str(path))
+    store = await open_store(str(path), clock=clock)
     try:
         assert [job.key for job in await store.list_jobs()] == ["b1"]
+        assert await store.claim("w", lease_seconds=30) == []  # not due yet
+        clock.advance(10)
+        (lease,) = await store.claim("w", lease_seconds=30)
+        assert lease.job.key == "b1"
         assert await rate_budget(store).acquire_rate_slot("list", 1, 60) == 0.0
     finally:
         await store.close()

@@ -95,6 +95,16 @@ BEGIN
     RETURN oldest + p_window - t;
 END $$;
 
+-- name: migration_0003
+-- Parked versus due (see sql/sqlite.sql, migration_0003, for why): claims read only due
+-- jobs, in exactly the claim order, after promoting parked jobs whose time has come.
+ALTER TABLE jobs ADD COLUMN due boolean NOT NULL DEFAULT true;
+UPDATE jobs SET due = false WHERE state = 'pending';  -- the first claim promotes the due ones
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs (kind, priority DESC, run_after, seq)
+    WHERE state = 'pending' AND due;
+CREATE INDEX jobs_parked ON jobs (run_after) WHERE state = 'pending' AND NOT due;
+
 -- name: migrate_lock
 SELECT pg_advisory_xact_lock(hashtext('recall-dl:migrate'))
 
@@ -113,16 +123,23 @@ INSERT INTO recall_dl.schema_version (version) VALUES ($1)
 -- Variants replace {on_conflict}: the three OnConflict modes (see postgres.ON_CONFLICT).
 -- (xmax = 0) is true for a row this statement inserted, false for one it updated.
 INSERT INTO jobs AS j (id, kind, key, state, payload, bot_id, parent, priority, run_after,
-                       created_at, updated_at)
+                       due, created_at, updated_at)
 SELECT v.id, v.kind, v.key, 'pending', v.payload::jsonb, v.bot_id, v.parent, v.priority,
        CASE WHEN v.run_after > 0 THEN v.run_after ELSE rdl_now($1) END,
-       rdl_now($1), rdl_now($1)
+       v.run_after <= rdl_now($1), rdl_now($1), rdl_now($1)
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::integer[], $9::double precision[])
      WITH ORDINALITY AS v(id, kind, key, payload, bot_id, parent, priority, run_after, ord)
 ORDER BY v.ord
 {on_conflict}
 RETURNING (j.xmax = 0) AS inserted
+
+-- name: promote_due
+-- SKIP LOCKED: concurrent claimers promote disjoint rows instead of waiting on each other.
+UPDATE jobs SET due = true
+WHERE seq IN (SELECT seq FROM jobs
+              WHERE state = 'pending' AND NOT due AND run_after <= rdl_now($1)
+              FOR UPDATE SKIP LOCKED)
 
 -- name: claim
 -- One ordered, limited index range per wanted kind (so a claim for API kinds never walks
@@ -133,7 +150,7 @@ WITH picked AS (
     FROM unnest($2::text[]) AS k(kind)
     CROSS JOIN LATERAL (
         SELECT j.seq, j.priority, j.run_after FROM jobs j
-        WHERE j.state = 'pending' AND j.kind = k.kind AND j.run_after <= rdl_now($1)
+        WHERE j.state = 'pending' AND j.due AND j.kind = k.kind AND j.run_after <= rdl_now($1)
         ORDER BY j.priority DESC, j.run_after, j.seq
         LIMIT $3
         FOR UPDATE SKIP LOCKED
@@ -170,13 +187,14 @@ UPDATE jobs SET state = 'done', result = $4::jsonb, worker = NULL, lease_until =
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: reschedule
-UPDATE jobs SET state = 'pending', run_after = $4,
+UPDATE jobs SET state = 'pending', run_after = $4, due = $4 <= rdl_now($1),
                 payload = coalesce($5::jsonb, payload), progress = coalesce($6::jsonb, progress),
                 worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: retry_later
-UPDATE jobs SET state = 'pending', run_after = $4, attempts = attempts + 1,
+UPDATE jobs SET state = 'pending', run_after = $4, due = $4 <= rdl_now($1),
+                attempts = attempts + 1,
                 last_error = $5, progress = coalesce($6::jsonb, progress),
                 worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
@@ -187,12 +205,12 @@ UPDATE jobs SET state = 'failed', attempts = attempts + 1, last_error = $4,
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: release
-UPDATE jobs SET state = 'pending', run_after = rdl_now($1), worker = NULL, lease_until = NULL,
-                updated_at = rdl_now($1)
+UPDATE jobs SET state = 'pending', run_after = rdl_now($1), due = true, worker = NULL,
+                lease_until = NULL, updated_at = rdl_now($1)
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: reclaim_expired
-UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = rdl_now($1),
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = rdl_now($1), due = true,
                 last_error = 'lease expired (held by ' || coalesce(worker, '?') || ')',
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE state = 'running' AND lease_until < rdl_now($1)
@@ -203,12 +221,14 @@ WHERE w.last_seen < rdl_now($1) - $2
   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'running' AND j.worker = w.worker)
 
 -- name: requeue_failed
-UPDATE jobs SET state = 'pending', attempts = 0, run_after = rdl_now($1), lease_token = NULL,
+UPDATE jobs SET state = 'pending', attempts = 0, run_after = rdl_now($1), due = true,
+                lease_token = NULL,
                 updated_at = rdl_now($1)
 WHERE state = 'failed'
 
 -- name: requeue_ids
-UPDATE jobs SET state = 'pending', attempts = 0, run_after = rdl_now($1), lease_token = NULL,
+UPDATE jobs SET state = 'pending', attempts = 0, run_after = rdl_now($1), due = true,
+                lease_token = NULL,
                 updated_at = rdl_now($1)
 WHERE id = ANY($2::text[]) AND state IN ('failed', 'done')
 

@@ -68,11 +68,25 @@ CREATE TABLE rate_requests (
 ) STRICT;
 CREATE INDEX rate_requests_cls_at ON rate_requests (cls, at);
 
+-- name: migration_0003
+-- Parked versus due. A claim must find the best DUE job without walking jobs parked for
+-- later (a poll_bot waiting for the call to end, a finalize waiting for its parts, a burst
+-- of parts backing off after 503s): with priorities that differ per recording, no index
+-- order serves both "run_after <= now" and "highest priority first". So each pending job
+-- is parked (due = 0) or due (due = 1); claims read only due ones, in exactly the claim
+-- order, and first promote the parked jobs whose time has come (each job once).
+ALTER TABLE jobs ADD COLUMN due INTEGER NOT NULL DEFAULT 1;
+UPDATE jobs SET due = 0 WHERE state = 'pending';  -- the first claim promotes the due ones
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs (kind, priority DESC, run_after, seq)
+    WHERE state = 'pending' AND due = 1;
+CREATE INDEX jobs_parked ON jobs (run_after) WHERE state = 'pending' AND due = 0;
+
 -- name: insert_job
-INSERT INTO jobs (id, kind, key, state, payload, bot_id, parent, priority, run_after,
+INSERT INTO jobs (id, kind, key, state, payload, bot_id, parent, priority, run_after, due,
                   created_at, updated_at)
 VALUES (:id, :kind, :key, 'pending', :payload, :bot_id, :parent, :priority, :run_after,
-        :now, :now)
+        :run_after <= :now, :now, :now)
 ON CONFLICT (id) DO NOTHING
 
 -- name: update_payload
@@ -80,13 +94,25 @@ UPDATE jobs SET payload = :payload, updated_at = :now
 WHERE id = :id
 
 -- name: rearm_failed
-UPDATE jobs SET state = 'pending', attempts = 0, run_after = :run_after, worker = NULL,
+UPDATE jobs SET state = 'pending', attempts = 0, run_after = :run_after,
+                due = :run_after <= :now, worker = NULL,
                 lease_until = NULL, updated_at = :now
 WHERE id = :id AND state = 'failed'
 
+-- name: promote_due
+-- INDEXED BY: without statistics the planner would walk every pending job via jobs_state;
+-- it also makes the statement fail loudly should the index ever stop matching.
+UPDATE jobs INDEXED BY jobs_parked SET due = 1
+WHERE state = 'pending' AND due = 0 AND run_after <= :now
+
+-- name: any_promotable
+SELECT 1 FROM jobs INDEXED BY jobs_parked
+WHERE state = 'pending' AND due = 0 AND run_after <= :now LIMIT 1
+
 -- name: claim_candidates
-SELECT seq, priority, run_after FROM jobs
-WHERE state = 'pending' AND kind = :kind AND run_after <= :now
+-- run_after <= :now only matters if the clock went back after a job was promoted.
+SELECT seq, priority, run_after FROM jobs INDEXED BY jobs_claim
+WHERE state = 'pending' AND due = 1 AND kind = :kind AND run_after <= :now
 ORDER BY priority DESC, run_after, seq
 LIMIT :limit
 
@@ -118,13 +144,14 @@ UPDATE jobs SET state = 'done', result = :result, worker = NULL, lease_until = N
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: reschedule
-UPDATE jobs SET state = 'pending', run_after = :run_after,
+UPDATE jobs SET state = 'pending', run_after = :run_after, due = :run_after <= :now,
                 payload = coalesce(:payload, payload), progress = coalesce(:progress, progress),
                 worker = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: retry_later
-UPDATE jobs SET state = 'pending', run_after = :run_after, attempts = attempts + 1,
+UPDATE jobs SET state = 'pending', run_after = :run_after, due = :run_after <= :now,
+                attempts = attempts + 1,
                 last_error = :error, progress = coalesce(:progress, progress),
                 worker = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
@@ -135,23 +162,23 @@ UPDATE jobs SET state = 'failed', attempts = attempts + 1, last_error = :error,
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: release
-UPDATE jobs SET state = 'pending', run_after = :now, worker = NULL, lease_until = NULL,
-                updated_at = :now
+UPDATE jobs SET state = 'pending', run_after = :now, due = 1, worker = NULL,
+                lease_until = NULL, updated_at = :now
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: reclaim_expired
-UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = :now,
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = :now, due = 1,
                 last_error = 'lease expired (held by ' || coalesce(worker, '?') || ')',
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = :now
 WHERE state = 'running' AND lease_until < :now
 
 -- name: requeue_failed
-UPDATE jobs SET state = 'pending', attempts = 0, run_after = :now, lease_token = NULL,
+UPDATE jobs SET state = 'pending', attempts = 0, run_after = :now, due = 1, lease_token = NULL,
                 updated_at = :now
 WHERE state = 'failed'
 
 -- name: requeue_ids
-UPDATE jobs SET state = 'pending', attempts = 0, run_after = :now, lease_token = NULL,
+UPDATE jobs SET state = 'pending', attempts = 0, run_after = :now, due = 1, lease_token = NULL,
                 updated_at = :now
 -- "+state" keeps the planner on the id index: the state index would walk every done job.
 WHERE id IN (SELECT value FROM json_each(:ids)) AND +state IN ('failed', 'done')
@@ -212,3 +239,6 @@ ON CONFLICT (cls) DO UPDATE SET paused_until = max(paused_until, excluded.paused
 
 -- name: integrity_check
 PRAGMA integrity_check
+
+-- name: quick_check
+PRAGMA quick_check
