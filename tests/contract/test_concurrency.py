@@ -9,7 +9,7 @@ from collections import Counter
 import anyio
 import pytest
 
-from downloader.lifecycle import JobKind
+from downloader.lifecycle import JobKind, JobState
 from downloader.store import JobStore, NewJob, open_store
 from downloader.store.testing import FakeClock
 
@@ -111,3 +111,22 @@ async def test_concurrent_processes_never_share_a_job(store_url: str, store: Job
     claimed = [job for got in results.values() for job in got]
     assert_each_job_once(ids, claimed)
     assert sum(1 for got in results.values() if got) >= 2  # they really competed
+
+
+async def test_cancelled_calls_leave_the_store_whole_and_usable(
+    store: JobStore, clock: FakeClock
+) -> None:
+    await store.enqueue([NewJob(PART, f"p{i}") for i in range(20)])
+    for _ in range(20):
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # cancelled at its first await, wherever that is
+            await store.claim("w", limit=2, lease_seconds=30)
+    # Each job is either untouched or fully claimed (then reclaimed after its lease).
+    jobs = await store.list_jobs()
+    assert {job.state for job in jobs} <= {JobState.PENDING, JobState.RUNNING}
+    assert all((job.worker is None) == (job.state is JobState.PENDING) for job in jobs)
+    clock.advance(31)
+    await store.reclaim_expired()
+    got: list[str] = []
+    await drain(store, "after", got)
+    assert sorted(got) == sorted(job.id for job in jobs)
