@@ -7,13 +7,16 @@ releases the GIL), and an fsync when a checkpoint is due. The partial file is op
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from downloader.mp4check import Mp4Check, check_mp4_fd
 
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash
 
 PARTIAL_SUFFIX = ".part"
+SYNC_FILE_RANGE_WRITE = 2
 READ_BLOCK = 1 << 20
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
@@ -31,6 +35,30 @@ class FsyncFailed(Exception):
     def __init__(self, cause: OSError) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """``sync_file_range(2)`` (Linux): start writing a range back without waiting for it."""
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or name is None:
+        return None
+    try:
+        func = ctypes.CDLL(name, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", func)
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Hand freshly written pages to the disk now, so the next fsync finds little to do and
+    the page cache does not pile up dirty data (best effort; errors surface at fsync)."""
+    if _sync_file_range is not None and length > 0:
+        _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
 def partial_path(final: Path) -> Path:
@@ -107,6 +135,7 @@ class PartFile:
                 else:
                     pending[0] = head[written:]
                     written = 0
+        start_writeback(self.fd, offset, position - offset)
         for chunk in chunks:
             self.hasher.update(chunk)
         self.hashed = position

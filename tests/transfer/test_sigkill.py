@@ -20,9 +20,11 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 CHILD = Path(__file__).with_name("kill_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_BYTES = 1 << 20
-PART_SIZE = 8 << 20
-RATE = 12 << 20  # bytes/s: slow enough to kill mid-body, fast enough for a short test
-IN_FLIGHT = 128 << 10  # the simulator's 64 KiB write plus socket/aiohttp buffering at RATE
+PART_SIZE = 6 << 20
+RATE = 6 << 20  # bytes/s: slow enough to kill mid-body, fast enough for a short test
+# Sent by the server but not yet read by the child when the kill lands: the simulator's
+# 64 KiB writes plus socket buffers, which fill when the child is starved of CPU.
+IN_FLIGHT = 512 << 10
 
 
 async def run_child(env: Env, final: Path, state: Path, kill_at: int | None) -> str | int:

@@ -1,0 +1,1 @@
+"""Benchmark of the transfer engine against curl and aria2c on loopback nginx."""

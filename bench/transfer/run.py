@@ -1,0 +1,373 @@
+"""Throughput, CPU time and peak RSS of our engine vs ``curl --parallel`` and ``aria2c -j8``.
+
+``python -m bench.transfer.run [--runs 3] [--workdir /var/tmp/recall-dl-bench]``
+
+Every tool downloads the same files from the same nginx (Debian package, started here on a
+free 127.0.0.1 port with its own config) into a fresh directory on the same disk; runs are
+interleaved (curl, aria2c, ours, curl, ...) and the page cache is written back (``sync``,
+untimed) between runs. CPU and peak RSS come from ``wait4`` on the tool's process.
+Results (medians, and ratios from this same invocation) go to ``bench/transfer/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+MB = 1_000_000
+TOOLS = ("curl", "aria2c", "ours")
+PACKAGES = {"nginx": "nginx", "aria2c": "aria2", "curl": "curl", "time": "time"}
+NGINX = "/usr/sbin/nginx"
+TIME = "/usr/bin/time"
+BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    count: int
+    size: int
+    concurrency: int
+
+
+SCENARIOS = (
+    Scenario("large", 16, 128 * MB, 8),
+    Scenario("single", 1, 400 * MB, 1),
+    Scenario("small", 2000, 200_000, 8),
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    cpu: float
+    rss_mib: float
+    sync_after: float = 0.0  # untimed ``sync`` right after the run: dirty data left behind
+
+
+# --- set-up -----------------------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    missing = [
+        pkg
+        for exe, pkg in PACKAGES.items()
+        if shutil.which(exe) is None and not (exe == "nginx" and Path(NGINX).exists())
+    ]
+    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True)
+
+
+def mp4_file(path: Path, size: int, index: int, block: bytes) -> None:
+    """``ftyp`` | ``mdat`` (pseudo-random, unique prefix) | ``moov``: passes our MP4 check."""
+    ftyp = struct.pack(">I4s4sI4s4s", 24, b"ftyp", b"isom", 0x200, b"isom", b"mp41")
+    moov = struct.pack(">I4s", 16, b"moov") + struct.pack(">I4s", 8, b"free")
+    mdat_payload = size - len(ftyp) - len(moov) - 8
+    with path.open("wb") as out:
+        out.write(ftyp + struct.pack(">I4s", mdat_payload + 8, b"mdat"))
+        unique = f"{index:016d}".encode() * 4
+        out.write(unique)
+        left = mdat_payload - len(unique)
+        offset = (index * 4099) % len(block)
+        while left:
+            piece = block[offset : offset + min(left, len(block) - offset)]
+            out.write(piece)
+            left -= len(piece)
+            offset = 0
+        out.write(moov)
+
+
+def make_files(files: Path) -> None:
+    block = os.urandom(BLOCK)
+    for scenario in SCENARIOS:
+        folder = files / scenario.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(scenario.count):
+            path = folder / f"f{i:05d}.mp4"
+            if not path.exists() or path.stat().st_size != scenario.size:
+                mp4_file(path, scenario.size, i, block)
+    os.sync()
+    for path in files.rglob("*.mp4"):  # warm the page cache: every tool reads from RAM
+        with path.open("rb") as handle:
+            while handle.read(1 << 20):
+                pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nginx(workdir: Path, files: Path, port: int) -> subprocess.Popen[bytes]:
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    temps = "\n".join(
+        f"  {kind}_temp_path {prefix}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  keepalive_timeout 60;
+  default_type video/mp4;
+{temps}
+  server {{
+    listen 127.0.0.1:{port};
+    root {files};
+  }}
+}}
+""")
+    process = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf), "-e", "stderr"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("nginx did not start")
+
+
+# --- one run ----------------------------------------------------------------------------
+
+
+def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) -> list[str]:
+    names = [f"f{i:05d}.mp4" for i in range(scenario.count)]
+    urls = [f"{base}/{scenario.name}/{n}" for n in names]
+    j = str(scenario.concurrency)
+    if tool == "curl":
+        config = lists / f"curl-{scenario.name}.txt"
+        config.write_text(
+            "".join(
+                f'url = "{u}"\noutput = "{out / n}"\n' for u, n in zip(urls, names, strict=True)
+            )
+        )
+        return [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--parallel",
+            "--parallel-max",
+            j,
+            "--parallel-immediate",
+            "-K",
+            str(config),
+        ]
+    if tool == "aria2c":
+        listing = lists / f"aria2-{scenario.name}.txt"
+        listing.write_text("".join(f"{u}\n  out={n}\n" for u, n in zip(urls, names, strict=True)))
+        return [
+            "aria2c",
+            f"-j{j}",
+            "--quiet",
+            "--allow-overwrite=true",
+            "--auto-file-renaming=false",
+            "-d",
+            str(out),
+            "-i",
+            str(listing),
+        ]
+    listing = lists / f"ours-{scenario.name}.txt"
+    listing.write_text("".join(f"{u}\t{n}\n" for u, n in zip(urls, names, strict=True)))
+    return [
+        sys.executable,
+        "-m",
+        "bench.transfer.ours",
+        "--list",
+        str(listing),
+        "--out",
+        str(out),
+        "--concurrency",
+        j,
+    ]
+
+
+def measure(argv: list[str], lists: Path) -> Sample:
+    """Run under GNU time: its child is forked from a tiny process, so ``ru_maxrss`` is the
+    tool's own (a child forked from this Python would inherit our RSS as its high-water mark
+    across exec)."""
+    usage = lists / "usage.txt"
+    timed = [TIME, "-o", str(usage), "-f", "%U %S %M", *argv]
+    started = time.perf_counter()
+    with (usage.parent / "tool.log").open("ab") as log:
+        subprocess.run(timed, cwd=ROOT, check=True, stdout=log, stderr=log)
+    seconds = time.perf_counter() - started
+    user, system, rss_kib = usage.read_text().split()[-3:]
+    return Sample(seconds, float(user) + float(system), int(rss_kib) / 1024)
+
+
+def check_output(out: Path, scenario: Scenario) -> None:
+    files = sorted(p for p in out.iterdir() if p.suffix == ".mp4")
+    assert len(files) == scenario.count, (out, len(files))
+    assert all(p.stat().st_size == scenario.size for p in files)
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def rate(scenario: Scenario, sample: Sample) -> float:
+    if scenario.name == "small":
+        return scenario.count / sample.seconds
+    return scenario.count * scenario.size / MB / sample.seconds
+
+
+def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str) -> str:
+    lines = [
+        "# Transfer benchmark results",
+        "",
+        f"Command: `{argv}`  ",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
+        f"{platform.python_version()}; tools: {tool_versions()}  ",
+        f"Runs per tool and scenario: {runs} (interleaved); values are medians. Throughput is "
+        "MB/s (10^6) for large files and files/s for the small-file case; CPU is user+sys "
+        "seconds of the tool's process; RSS is its peak (max over runs). *sync after* is an "
+        "untimed `sync` right after each run: the dirty data the tool left for the kernel "
+        "to write (ours fsyncs every checkpoint and every file before its rename).",
+        "",
+        "| scenario | tool | throughput | wall s | CPU s | peak RSS MiB | sync after s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    med: dict[tuple[str, str], Sample] = {}
+    for scenario in SCENARIOS:
+        for tool in TOOLS:
+            samples = results[(scenario.name, tool)]
+            m = Sample(
+                statistics.median(s.seconds for s in samples),
+                statistics.median(s.cpu for s in samples),
+                max(s.rss_mib for s in samples),
+                statistics.median(s.sync_after for s in samples),
+            )
+            med[(scenario.name, tool)] = m
+            unit = "files/s" if scenario.name == "small" else "MB/s"
+            lines.append(
+                f"| {scenario.name} ({scenario.count} x {scenario.size // 1000} kB, "
+                f"{scenario.concurrency} in flight) | {tool} | {rate(scenario, m):,.1f} {unit} | "
+                f"{m.seconds:.2f} | {m.cpu:.2f} | {m.rss_mib:.1f} | {m.sync_after:.2f} |"
+            )
+    lines += ["", "Ratios (ours / peer, from the medians above; targets in brackets):", ""]
+    targets = {
+        ("large", "curl"): ("throughput >= 1.0, CPU <= 1.2", True),
+        ("large", "aria2c"): ("throughput >= 1.6", False),
+        ("single", "curl"): ("throughput >= 0.8", False),
+        ("small", "curl"): ("files/s >= 0.8", False),
+        ("small", "aria2c"): ("files/s >= 1.25", False),
+    }
+    lines += ["| scenario | vs | throughput ratio | CPU ratio | target |", "|---|---|---|---|---|"]
+    for scenario in SCENARIOS:
+        ours = med[(scenario.name, "ours")]
+        for peer in ("curl", "aria2c"):
+            other = med[(scenario.name, peer)]
+            target = targets.get((scenario.name, peer), ("-", False))[0]
+            lines.append(
+                f"| {scenario.name} | {peer} | {rate(scenario, ours) / rate(scenario, other):.2f}"
+                f" | {ours.cpu / other.cpu:.2f} | {target} |"
+            )
+    worst = max(m.rss_mib for (name, tool), m in med.items() if tool == "ours")
+    lines += ["", f"Peak RSS of ours, worst case: {worst:.1f} MiB (target <= 64 MiB).", ""]
+    lines += [
+        "Every run:",
+        "",
+        "| scenario | tool | run | wall s | CPU s | RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scenario in SCENARIOS:
+        for tool in TOOLS:
+            for i, s in enumerate(results[(scenario.name, tool)], 1):
+                lines.append(
+                    f"| {scenario.name} | {tool} | {i} | {s.seconds:.2f} | "
+                    f"{s.cpu:.2f} | {s.rss_mib:.1f} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def tool_versions() -> str:
+    def first(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return (done.stdout or done.stderr).splitlines()[0].strip()
+
+    return "; ".join(
+        (
+            first(["curl", "--version"]).split(" (")[0],
+            first(["aria2c", "--version"]),
+            first([NGINX, "-v"]),
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/recall-dl-bench"))
+    parser.add_argument("--only", choices=[s.name for s in SCENARIOS], action="append")
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    ensure_tools()
+    workdir: Path = args.workdir
+    files, out, lists = workdir / "files", workdir / "out", workdir / "lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    make_files(files)
+    os.chmod(workdir, 0o755)
+    port = free_port()
+    nginx = start_nginx(workdir, files, port)
+    base = f"http://127.0.0.1:{port}"
+    tools = args.tools.split(",")
+    results: dict[tuple[str, str], list[Sample]] = {}
+    try:
+        for scenario in SCENARIOS:
+            if args.only and scenario.name not in args.only:
+                continue
+            for run in range(args.runs):
+                for tool in tools:
+                    shutil.rmtree(out, ignore_errors=True)
+                    out.mkdir(parents=True)
+                    os.sync()
+                    sample = measure(command(tool, scenario, base, out, lists), lists)
+                    synced = time.perf_counter()
+                    os.sync()
+                    sample = replace(sample, sync_after=time.perf_counter() - synced)
+                    check_output(out, scenario)
+                    results.setdefault((scenario.name, tool), []).append(sample)
+                    print(
+                        f"{scenario.name:6} {tool:6} run {run + 1}: {sample.seconds:6.2f} s "
+                        f"{rate(scenario, sample):9.1f} cpu {sample.cpu:5.2f} s "
+                        f"rss {sample.rss_mib:6.1f} MiB sync-after {sample.sync_after:5.2f} s",
+                        flush=True,
+                    )
+    finally:
+        nginx.terminate()
+        nginx.wait()
+        shutil.rmtree(out, ignore_errors=True)
+    if not args.only and set(tools) == set(TOOLS):
+        argv = "python -m bench.transfer.run " + " ".join(sys.argv[1:])
+        args.output.write_text(report(results, args.runs, argv.strip()))
+        print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
