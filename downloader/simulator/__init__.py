@@ -9,6 +9,13 @@ pre-signed URLs with Range support. Faults are injected by name (see ``FaultConf
 
     async with Simulator(SimulatorConfig(bots=3)) as sim:
         ...  # point RECALL_API_URL at sim.api_url, RECALL_API_KEY at sim.api_key
+
+URL shapes::
+
+    {api}/api/v1/bot/[{id}/]  /recording/[{id}/]  /video_separate/[{id}/]   /_sim/stats
+    {manifest}/api/v1/download/video_separate?token=<vs id>.<expiry>.<hmac>
+    {media}/recallai-sim-bot-data/_workspace-<ws>/recordings/<rec id>/video_separate/<vs id>/
+        <part id>/video.mp4?X-Amz-Algorithm=…&X-Amz-Date=…&X-Amz-Expires=…&X-Amz-Signature=…
 """
 
 from .config import (

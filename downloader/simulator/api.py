@@ -241,7 +241,7 @@ class _Views:
             created_before=_time(query, "created_at_before"),
             status_code=query.get("status_code") or None,
             bot_id=None if video_separate else (query.get("bot_id") or None),
-            recording_id=query.get("recording_id") or None if video_separate else None,
+            recording_id=(query.get("recording_id") or None) if video_separate else None,
         )
         now = self.state.clock.now_us()
         pick = queries.video_separate_streams if video_separate else queries.recording_streams

@@ -35,7 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--url-ttl", type=float, default=DEFAULT_URL_TTL_SECONDS, help="pre-signed URL lifetime (s)"
     )
-    add("--list-limit", type=int, default=d.list_limit_per_min, help="list requests per window")
+    add(
+        "--list-limit",
+        type=int,
+        default=d.list_limit_per_min,
+        help="list requests per window (0 = none)",
+    )
     add("--retrieve-limit", type=int, default=d.retrieve_limit_per_min)
     add("--rate-window", type=float, default=d.rate_window_seconds, help="rate window (s)")
     add("--page-size", type=int, default=d.page_size)
@@ -62,8 +67,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         time_scale=args.time_scale,
         url_ttl_seconds=args.url_ttl,
-        list_limit_per_min=args.list_limit,
-        retrieve_limit_per_min=args.retrieve_limit,
+        list_limit_per_min=args.list_limit or None,  # 0 = no limit
+        retrieve_limit_per_min=args.retrieve_limit or None,
         rate_window_seconds=args.rate_window,
         page_size=args.page_size,
         created_at_spread_days=args.spread_days,
