@@ -236,13 +236,15 @@ def rate(scenario: Scenario, sample: Sample) -> float:
     return scenario.count * scenario.size / MB / sample.seconds
 
 
-def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str) -> str:
+def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, load: str) -> str:
     lines = [
         "# Transfer benchmark results",
         "",
         f"Command: `{argv}`  ",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}; tools: {tool_versions()}  ",
+        f"Load average (1/5/15 min) when the runs started: {load} (other work on the host "
+        "shows up here and makes the numbers noisier).  ",
         f"Runs per tool and scenario: {runs} (interleaved); values are medians. Throughput is "
         "MB/s (10^6) for large files and files/s for the small-file case; CPU is user+sys "
         "seconds of the tool's process; RSS is its peak (max over runs). *sync after* is an "
@@ -292,15 +294,15 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str) -
     lines += [
         "Every run:",
         "",
-        "| scenario | tool | run | wall s | CPU s | RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| scenario | tool | run | wall s | CPU s | RSS MiB | sync after s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for scenario in SCENARIOS:
         for tool in TOOLS:
             for i, s in enumerate(results[(scenario.name, tool)], 1):
                 lines.append(
                     f"| {scenario.name} | {tool} | {i} | {s.seconds:.2f} | "
-                    f"{s.cpu:.2f} | {s.rss_mib:.1f} |"
+                    f"{s.cpu:.2f} | {s.rss_mib:.1f} | {s.sync_after:.2f} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -337,6 +339,7 @@ def main() -> None:
     nginx = start_nginx(workdir, files, port)
     base = f"http://127.0.0.1:{port}"
     tools = args.tools.split(",")
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     results: dict[tuple[str, str], list[Sample]] = {}
     try:
         for scenario in SCENARIOS:
@@ -365,7 +368,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
     if not args.only and set(tools) == set(TOOLS):
         argv = "python -m bench.transfer.run " + " ".join(sys.argv[1:])
-        args.output.write_text(report(results, args.runs, argv.strip()))
+        args.output.write_text(report(results, args.runs, argv.strip(), load))
         print(f"wrote {args.output}")
 
 
