@@ -395,6 +395,16 @@ class Service:
         applied = {k: v for k, v in changes.items() if k in RELOADABLE}
         later = sorted(k for k in changes if k not in RELOADABLE)
         self._apply(applied)
+        pool = _connection_limit(self._ctx)
+        if pool and new.concurrency > pool:
+            # The media session's connection pool was sized at start (aiohttp cannot resize
+            # it): more workers than connections wait for one.
+            log.warning(
+                "concurrency_above_connection_pool",
+                concurrency=new.concurrency,
+                connections=pool,
+                fix="restart to enlarge the pool",
+            )
         if later:
             log.warning("config_reload_needs_restart", settings=later)
         log.info("config_reloaded", applied=sorted(applied))
@@ -430,6 +440,11 @@ class Service:
         self._size_pools()
         changed, self.settings_changed = self.settings_changed, anyio.Event()
         changed.set()
+
+
+def _connection_limit(ctx: PipelineContext | None) -> int:
+    connector = ctx.media.connector if ctx is not None else None
+    return connector.limit if connector is not None else 0
 
 
 def _hard_exit(deadline: float) -> None:

@@ -42,6 +42,8 @@ def test_sighup_applies_a_valid_config_and_keeps_the_old_on_error(
     assert events["config_reloaded"]["applied"] == ["concurrency", "log_level"]
     assert events["config_reload_needs_restart"]["settings"] == ["lease_seconds"]
     assert events["config_reload_needs_restart"]["level"] == "warning"
+    # The media connection pool was sized for 2 at start: said so, not silently capped.
+    assert events["concurrency_above_connection_pool"]["connections"] == 2
 
     for broken in ("concurency = 3\n", "concurrency = 0\n", "concurrency = [\n"):
         config.write_text(broken)
