@@ -4,7 +4,7 @@
 
 The simulator runs in this process (a thread); the command runs as a subprocess
 (``bench/backfill/child.py``) so its peak RSS is measured alone (``wait4``). Tiny parts
-(1 participant, 1 part of 1 KiB per recording), raised rate limits (a 1-second "minute"),
+(1 participant, 2 parts of 1 KiB per recording), raised rate limits (a 1-second "minute"),
 state and output on tmpfs by default: this measures recall-dl's own per-recording cost, not
 the disk or the network. Writes ``bench/backfill/RESULTS.md``.
 """
@@ -113,8 +113,9 @@ def write_results(rows: list[Row], path: Path) -> None:
         f"{time.strftime('%Y-%m-%d')}.",
         "",
         "Simulator in-process (thread), `recall-dl backfill` as a subprocess; one participant",
-        "with one 1 KiB part per recording; list/retrieve limits raised to 100,000 per 1 s",
-        "window; page size 100; state (SQLite) and output on tmpfs; concurrency 16, API 8.",
+        "per recording with two 1 KiB parts (webcam + the host's screenshare); list/retrieve",
+        "limits raised to 100,000 per 1 s window; page size 100; state (SQLite) and output",
+        "on tmpfs; concurrency 16, API 8.",
         "Zero 429s in every run (asserted).",
         "",
         "| recordings | wall time | time per 1,000 | vs 1,000 | store ops | store ops/s "
