@@ -12,7 +12,8 @@
     │   ├── NetworkError       connect/reset/timeout/stall
     │   ├── IncompleteBody     fewer bytes than announced; resume from the checkpoint
     │   ├── DiskFull           ENOSPC: keep the partial file, try again later
-    │   └── DiscardPartial     fsync failed: the partial file is untrustworthy, start over
+    │   ├── DiscardPartial     fsync failed: the partial file is untrustworthy, start over
+    │   └── RedirectRefused    a media redirect to another origin: never followed, asked again later
     ├── RefreshUrl             a pre-signed URL expired: re-read the manifest, continue
     └── JobFailed              permanent for this job: record the reason, never retry on its own
         ├── NotFound           404
@@ -79,6 +80,12 @@ class DiskFull(RetryLater):
 
 class DiscardPartial(RetryLater):
     """The partial file cannot be trusted (fsync failed); download the part again from zero."""
+
+
+class RedirectRefused(RetryLater):
+    """The media host redirected to another origin; we never follow, but the next attempt may
+    be answered directly (S3 sends temporary redirects), so this is retried until the job's
+    attempts run out and then fails with this reason."""
 
 
 class RefreshUrl(RecallDlError):

@@ -224,6 +224,9 @@ class SimulatorConfig:
     list_limit_per_min: int | None = 60
     retrieve_limit_per_min: int | None = 300
     rate_window_seconds: float = 60.0
+    # A request arriving this soon after a 429 was plausibly sent before the client could read
+    # the 429; it is not counted as an early retry (capped at half the Retry-After).
+    in_flight_grace_seconds: float = 0.5
     url_ttl_seconds: float = DEFAULT_URL_TTL_SECONDS
     page_size: int = 10
     time_scale: float = 1.0
@@ -251,6 +254,7 @@ class SimulatorConfig:
             (self.parts_per_participant >= 1, "parts_per_participant must be >= 1"),
             (self.part_size >= MIN_PART_SIZE, f"part_size must be >= {MIN_PART_SIZE}"),
             (self.rate_window_seconds > 0, "rate_window_seconds must be > 0"),
+            (self.in_flight_grace_seconds >= 0, "in_flight_grace_seconds must be >= 0"),
             (self.url_ttl_seconds > 0, "url_ttl_seconds must be > 0"),
             (self.page_size >= 1, "page_size must be >= 1"),
             (self.time_scale >= 0, "time_scale must be >= 0"),

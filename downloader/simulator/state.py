@@ -21,9 +21,17 @@ class RateGate:
 
     window: SlidingWindow
     not_before: float = 0.0  # monotonic
+    # Requests arriving within ``grace`` of a 429 were plausibly already on the wire when the
+    # client could first have read it: not counted as early retries.
+    grace: float = 0.0
+    in_flight_until: float = 0.0
 
     def announce(self, now: float, retry_after: int) -> None:
         self.not_before = max(self.not_before, now + retry_after)
+        self.in_flight_until = now + min(self.grace, retry_after / 2)
+
+    def is_early(self, now: float) -> bool:
+        return self.in_flight_until <= now < self.not_before
 
 
 @dataclass
@@ -40,9 +48,13 @@ class SimState:
         self.stats = Stats(cfg.request_log_limit)
         self.faults = FaultInjector(cfg.faults, cfg.seed)
         self.gates = {
-            "list": RateGate(SlidingWindow(cfg.list_limit_per_min, cfg.rate_window_seconds)),
+            "list": RateGate(
+                SlidingWindow(cfg.list_limit_per_min, cfg.rate_window_seconds),
+                grace=cfg.in_flight_grace_seconds,
+            ),
             "retrieve": RateGate(
-                SlidingWindow(cfg.retrieve_limit_per_min, cfg.rate_window_seconds)
+                SlidingWindow(cfg.retrieve_limit_per_min, cfg.rate_window_seconds),
+                grace=cfg.in_flight_grace_seconds,
             ),
         }
 
@@ -50,7 +62,7 @@ class SimState:
         """Record an authenticated request the client sent (whatever it gets back)."""
         now = time.monotonic()
         self.stats.api_times[rate_class].append(now)
-        if now < self.gates[rate_class].not_before:
+        if self.gates[rate_class].is_early(now):
             self.stats.violations["early_retry"] += 1
 
     def throttle(self, rate_class: str) -> Decision:

@@ -28,9 +28,9 @@ from downloader.errors import (
     JobFailed,
     NetworkError,
     RecallDlError,
+    RedirectRefused,
     RetryLater,
     StopService,
-    UnsafeUrl,
 )
 from downloader.transfer.partfile import FsyncFailed, PartFile, discard, partial_path, publish
 from downloader.transfer.plan import (
@@ -274,7 +274,7 @@ class _Transfer:
             raise InvalidResponse(f"redirect {resp.status} without a Location")
         target = url.join(URL(location, encoded=True))
         if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
-            raise UnsafeUrl(
+            raise RedirectRefused(
                 f"cross-host redirect refused: {redact_url(url)} -> {redact_url(target)}"
             )
         self.policy.check(str(target))

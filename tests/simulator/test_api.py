@@ -223,7 +223,12 @@ async def test_body_on_get_is_refused_by_the_waf() -> None:
 
 
 async def test_sliding_window_limit_retry_after_and_early_retry() -> None:
-    config = FAST.replace(list_limit_per_min=3, retrieve_limit_per_min=100, rate_window_seconds=0.5)
+    config = FAST.replace(
+        list_limit_per_min=3,
+        retrieve_limit_per_min=100,
+        rate_window_seconds=0.5,
+        in_flight_grace_seconds=0.0,  # this client waits for each answer: nothing is in flight
+    )
     async with running(config) as c:
         for _ in range(3):
             assert (await c.api("/api/v1/bot/")).status == 200

@@ -17,6 +17,7 @@ from downloader.errors import (
     IncompleteBody,
     JobFailed,
     NetworkError,
+    RedirectRefused,
     RefreshUrl,
     RemoteRejected,
     ServerBusy,
@@ -194,7 +195,7 @@ async def test_other_403_fails_with_the_servers_reason(tmp_path: Path) -> None:
 async def test_redirect_to_another_host_is_refused(tmp_path: Path) -> None:
     async with one_part(faults=faults(redirect=1)) as env:
         path = final_path(tmp_path)
-        with pytest.raises(UnsafeUrl, match="cross-host redirect"):
+        with pytest.raises(RedirectRefused, match="cross-host redirect"):
             await fetch(env, path)
         assert env.violations()["redirect_followed"] == 0
         assert not path.exists()
