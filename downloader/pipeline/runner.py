@@ -18,6 +18,7 @@ from downloader.errors import JobFailed, RecallDlError, RefreshUrl, RetryLater, 
 from downloader.lifecycle import JobKind
 from downloader.pipeline.bots import poll_bot
 from downloader.pipeline.context import PipelineContext
+from downloader.pipeline.deadholders import dead_local_holders, pid_alive
 from downloader.pipeline.finalize import finalize_recording
 from downloader.pipeline.manifests import fetch_manifest
 from downloader.pipeline.outcome import Finish, Outcome, Wait
@@ -125,14 +126,28 @@ async def worker_loop(
 
 
 async def lease_keeper(ctx: PipelineContext) -> None:
-    """Return jobs of crashed workers (expired leases) to the queue."""
+    """Return jobs of crashed workers (dead local processes, expired leases) to the queue."""
     while True:
-        reclaimed = await ctx.store.reclaim_expired()
+        reclaimed = await reclaim_dead_local_holders(ctx)
+        reclaimed += await ctx.store.reclaim_expired()
         if reclaimed:
             ctx.count("lease_reclaims", reclaimed)
             log.warning("leases_reclaimed", jobs=reclaimed)
             ctx.wake_workers()
         await anyio.sleep(max(1.0, ctx.settings.lease_seconds / 4))
+
+
+async def reclaim_dead_local_holders(ctx: PipelineContext) -> int:
+    """Hand on at once the jobs of processes on this host that no longer exist."""
+    holders = [w.worker for w in await ctx.store.workers() if w.running_jobs]
+    host = ctx.worker.rpartition(":")[0]
+    reclaimed = 0
+    for holder in dead_local_holders(holders, host=host, me=ctx.worker, alive=pid_alive):
+        count = await ctx.store.reclaim_worker(holder)
+        if count:
+            log.warning("dead_holder_reclaimed", holder=holder, jobs=count)
+        reclaimed += count
+    return reclaimed
 
 
 async def run_pools(

@@ -225,6 +225,9 @@ class PostgresStore:
         await self._pool.execute(Q["forget_workers"], now, WORKERS_FORGET_SECONDS)
         return _affected(status)
 
+    async def reclaim_worker(self, worker: str) -> int:
+        return _affected(await self._pool.execute(Q["reclaim_worker"], self._now, worker))
+
     async def requeue(self, job_ids: Collection[str] | None = None) -> int:
         if job_ids is None:
             return _affected(await self._pool.execute(Q["requeue_failed"], self._now))

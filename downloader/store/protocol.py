@@ -165,6 +165,14 @@ class JobStore(Protocol):
         """
         ...
 
+    async def reclaim_worker(self, worker: str) -> int:
+        """RUNNING jobs held by ``worker`` go back to PENDING now, one attempt counted.
+
+        For a holder known to be dead (a process on this host that no longer exists), so its
+        jobs need not wait for their leases to expire. Its tokens are cleared like on expiry.
+        """
+        ...
+
     async def requeue(self, job_ids: Collection[str] | None = None) -> int:
         """FAILED (or, when named explicitly, DONE) jobs -> PENDING with 0 attempts.
 

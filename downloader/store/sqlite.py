@@ -236,6 +236,9 @@ class SqliteStore:
     async def reclaim_expired(self) -> int:
         return await self._call(self._write, _reclaim_expired)
 
+    async def reclaim_worker(self, worker: str) -> int:
+        return await self._call(self._write, _reclaim_worker, worker)
+
     async def requeue(self, job_ids: Collection[str] | None = None) -> int:
         ids = None if job_ids is None else json.dumps(sorted(set(job_ids)))
         return await self._call(self._write, _requeue, ids)
@@ -473,6 +476,10 @@ def _reclaim_expired(conn: Conn, now: float) -> int:
     count = conn.execute(Q["reclaim_expired"], {"now": now}).rowcount
     conn.execute(Q["forget_workers"], {"before": now - WORKERS_FORGET_SECONDS})
     return count
+
+
+def _reclaim_worker(conn: Conn, now: float, worker: str) -> int:
+    return conn.execute(Q["reclaim_worker"], {"now": now, "worker": worker}).rowcount
 
 
 def _requeue(conn: Conn, now: float, ids: str | None) -> int:

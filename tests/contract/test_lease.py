@@ -76,6 +76,23 @@ async def test_expired_lease_is_reclaimed_with_one_attempt(
     assert await store.reclaim_expired() == 0
 
 
+async def test_a_dead_workers_jobs_are_reclaimed_without_waiting_for_expiry(
+    store: JobStore, lease: Lease
+) -> None:
+    await store.enqueue([NewJob(JobKind.DOWNLOAD_PART, "p2"), NewJob(JobKind.DOWNLOAD_PART, "p3")])
+    other = await claim_one(store, "w2")
+
+    assert await store.reclaim_worker("w1") == 1
+    assert await store.reclaim_worker("w1") == 0
+    job = await current(store, lease)
+    assert (job.state, job.attempts, job.worker) == (JobState.PENDING, 1, None)
+    assert job.last_error is not None and "w1" in job.last_error
+    assert (await current(store, other)).state is JobState.RUNNING  # another holder: untouched
+    with pytest.raises(LeaseLost):
+        await store.finish(lease, {})
+    await store.finish(other, {})
+
+
 @pytest.mark.parametrize("write", WRITE_CALLS, ids=WRITE_IDS)
 async def test_a_zombie_cannot_write_after_its_job_was_reclaimed(
     store: JobStore, clock: FakeClock, lease: Lease, write: Write

@@ -215,6 +215,12 @@ UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = rdl_now(
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE state = 'running' AND lease_until < rdl_now($1)
 
+-- name: reclaim_worker
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = rdl_now($1), due = true,
+                last_error = 'holder exited (' || worker || ')',
+                lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
+WHERE state = 'running' AND worker = $2
+
 -- name: forget_workers
 DELETE FROM workers w
 WHERE w.last_seen < rdl_now($1) - $2

@@ -172,6 +172,12 @@ UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = :now, du
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = :now
 WHERE state = 'running' AND lease_until < :now
 
+-- name: reclaim_worker
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = :now, due = 1,
+                last_error = 'holder exited (' || worker || ')',
+                lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = :now
+WHERE state = 'running' AND worker = :worker
+
 -- name: requeue_failed
 UPDATE jobs SET state = 'pending', attempts = 0, run_after = :now, due = 1, lease_token = NULL,
                 updated_at = :now
