@@ -9,8 +9,10 @@ from pathlib import Path
 from downloader.config import Settings
 from downloader.errors import ConfigError
 from downloader.pipeline.context import PipelineContext
-from downloader.recall import RecallClient
+from downloader.recall import RateLimiter, RecallClient
+from downloader.sharedbudget import StoreRateBudget
 from downloader.store import open_store
+from downloader.store.postgres import PostgresStore
 from downloader.store.protocol import JobStore
 from downloader.transfer import TransferLimits, TransferSettings, open_media_session
 from downloader.urlpolicy import UrlPolicy
@@ -52,6 +54,17 @@ async def open_store_for(settings: Settings, state: str) -> AsyncIterator[JobSto
         await store.close()
 
 
+def limiter_for(settings: Settings, store: JobStore) -> RateLimiter:
+    """The API rate limiter: its budget lives in PostgreSQL when hosts share one.
+
+    A SQLite store serves one host, where the in-process budget is exact and costs no
+    write per request.
+    """
+    if isinstance(store, PostgresStore):
+        return RateLimiter.from_settings(settings, budget=StoreRateBudget(store))
+    return RateLimiter.from_settings(settings)
+
+
 @asynccontextmanager
 async def open_pipeline(
     settings: Settings, store: JobStore, out: Path, worker: str | None = None
@@ -59,7 +72,7 @@ async def open_pipeline(
     policy = UrlPolicy.for_api(settings.base_url, settings.allowed_hosts)
     transfer = transfer_settings(settings)
     async with (
-        RecallClient.open(settings) as client,
+        RecallClient.open(settings, limiter=limiter_for(settings, store)) as client,
         open_media_session(
             transfer, limit=settings.concurrency, limit_per_host=settings.per_host_concurrency
         ) as media,
