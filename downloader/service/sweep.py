@@ -12,9 +12,9 @@ State in the store (cursors):
   lists from that instant minus ``sweep_overlap_seconds`` (clock skew between us and Recall,
   and objects whose ``created_at`` precedes their ``done``). The first sweep ever looks back
   :data:`FIRST_SWEEP_LOOKBACK_SECONDS`.
-* ``sweep_lease`` — ``"<worker> <epoch-until>"``: the one process allowed to sweep. Read,
-  then written, which is enough for one host sharing a SQLite file; several hosts on
-  PostgreSQL need a compare-and-set cursor in the store (not there yet).
+* ``sweep_lease`` — ``"<worker> <epoch-until>"``: the one process allowed to sweep. Taken
+  and renewed with a compare-and-set (``swap_cursor``), so of several hosts sharing one
+  PostgreSQL database that read the same expired lease, exactly one sweeps.
 
 A transient API failure ends one round (logged, counted) and the next round tries again; an
 authentication error or a bug propagates and stops the service.
@@ -86,15 +86,14 @@ async def _take_lease(ctx: PipelineContext, seconds: float) -> bool:
             expired = True
         if holder != ctx.worker and not expired:
             return False
-    await ctx.store.set_cursor(LEASE_CURSOR, f"{ctx.worker} {now + seconds}")
-    return True
+    return await ctx.store.swap_cursor(LEASE_CURSOR, raw, f"{ctx.worker} {now + seconds}")
 
 
 async def release_lease(ctx: PipelineContext) -> None:
     """Give the sweep to another process at once (on a clean shutdown)."""
     raw = await ctx.store.get_cursor(LEASE_CURSOR)
     if raw and raw.rpartition(" ")[0] == ctx.worker:
-        await ctx.store.set_cursor(LEASE_CURSOR, f"{ctx.worker} 0")
+        await ctx.store.swap_cursor(LEASE_CURSOR, raw, f"{ctx.worker} 0")
 
 
 async def sweep_once(

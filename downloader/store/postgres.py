@@ -317,6 +317,10 @@ class PostgresStore:
     async def set_cursor(self, name: str, value: str) -> None:
         await self._pool.execute(Q["set_cursor"], self._now, name, value)
 
+    async def swap_cursor(self, name: str, expected: str | None, value: str) -> bool:
+        status = await self._pool.execute(Q["swap_cursor"], self._now, name, value, expected)
+        return _affected(status) == 1
+
 
 def _enqueue_columns(jobs: Sequence[NewJob], *, keep_last_payload: bool) -> list[list[Any]]:
     """The batch as one array per column (one round trip), one row per job id.

@@ -210,6 +210,14 @@ class JobStore(Protocol):
 
     async def set_cursor(self, name: str, value: str) -> None: ...
 
+    async def swap_cursor(self, name: str, expected: str | None, value: str) -> bool:
+        """Set the cursor only if it is absent or still ``expected``; whether it was set.
+
+        A compare-and-set: of several hosts that read the same value and try to replace it,
+        exactly one succeeds (e.g. the single sweeper's lease).
+        """
+        ...
+
     async def workers(self) -> list[WorkerInfo]:
         """Workers seen recently with the number of RUNNING jobs each holds."""
         ...

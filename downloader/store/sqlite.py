@@ -314,6 +314,10 @@ class SqliteStore:
     async def set_cursor(self, name: str, value: str) -> None:
         await self._call(self._write, _execute, "set_cursor", {"name": name, "value": value})
 
+    async def swap_cursor(self, name: str, expected: str | None, value: str) -> bool:
+        params = {"name": name, "value": value, "expected": expected}
+        return bool(await self._call(self._write, _rowcount, "swap_cursor", params))
+
 
 # -- transaction bodies: plain functions of (conn, now, ...) run on the store's thread --------
 
@@ -499,6 +503,10 @@ def _workers(conn: Conn, now: float) -> list[sqlite3.Row]:
 
 def _execute(conn: Conn, now: float, query: str, params: dict[str, Any]) -> None:
     conn.execute(Q[query], {**params, "now": now})
+
+
+def _rowcount(conn: Conn, now: float, query: str, params: dict[str, Any]) -> int:
+    return conn.execute(Q[query], {**params, "now": now}).rowcount
 
 
 def _fetchone(conn: Conn, _now: float, query: str, params: dict[str, Any]) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from downloader.lifecycle import JobKind, JobState
@@ -88,6 +90,23 @@ async def test_cursors(store: JobStore) -> None:
     await store.set_cursor("sweep", "2024-02-01T00:00:00Z")
     assert await store.get_cursor("sweep") == "2024-02-01T00:00:00Z"
     assert await store.get_cursor("other") == "x"
+
+
+async def test_swap_cursor_is_a_compare_and_set(store: JobStore) -> None:
+    assert await store.swap_cursor("lease", None, "a")  # absent: set
+    assert not await store.swap_cursor("lease", None, "b")  # someone set it meanwhile
+    assert not await store.swap_cursor("lease", "stale", "b")
+    assert await store.get_cursor("lease") == "a"
+    assert await store.swap_cursor("lease", "a", "c")
+    assert await store.get_cursor("lease") == "c"
+
+
+async def test_of_concurrent_swaps_from_one_value_exactly_one_wins(store: JobStore) -> None:
+    await store.set_cursor("lease", "v0")
+    results = await asyncio.gather(*(store.swap_cursor("lease", "v0", f"h{i}") for i in range(8)))
+    assert sum(results) == 1
+    winner = results.index(True)
+    assert await store.get_cursor("lease") == f"h{winner}"
 
 
 async def test_workers_with_their_running_jobs(store: JobStore, clock: FakeClock) -> None:

@@ -122,6 +122,22 @@ async def test_only_one_process_sweeps(store: JobStore) -> None:
     assert await sweep_once(a, FakeDiscover(), interval=600, overlap=60) is not None
 
 
+async def test_hosts_racing_for_an_expired_lease_sweep_once(store: JobStore) -> None:
+    await store.set_cursor(LEASE_CURSOR, f"host-dead:9 {T0 - 1}")
+    hosts: list[Any] = [FakeCtx(store, worker=f"host-{i}:1") for i in range(6)]
+    discovers = [FakeDiscover() for _ in hosts]
+    results: list[object] = [None] * len(hosts)
+
+    async def one(i: int) -> None:
+        results[i] = await sweep_once(hosts[i], discovers[i], interval=600, overlap=60)
+
+    async with anyio.create_task_group() as group:
+        for i in range(len(hosts)):
+            group.start_soon(one, i)
+    assert sum(r is not None for r in results) == 1
+    assert sum(len(d.calls) for d in discovers) == 1
+
+
 async def test_loop_survives_api_errors_and_follows_interval_changes(store: JobStore) -> None:
     ctx: Any = FakeCtx(store)
     discover = FakeDiscover(fail=True)

@@ -262,6 +262,11 @@ SELECT value FROM cursors WHERE name = $1
 INSERT INTO cursors (name, value, updated_at) VALUES ($2, $3, rdl_now($1))
 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
 
+-- name: swap_cursor
+INSERT INTO cursors (name, value, updated_at) VALUES ($2, $3, rdl_now($1))
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+WHERE cursors.value = $4
+
 -- name: workers
 SELECT w.worker, w.last_seen,
        (SELECT count(*) FROM jobs j WHERE j.state = 'running' AND j.worker = w.worker) AS running

@@ -214,6 +214,11 @@ SELECT value FROM cursors WHERE name = :name
 INSERT INTO cursors (name, value, updated_at) VALUES (:name, :value, :now)
 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
 
+-- name: swap_cursor
+INSERT INTO cursors (name, value, updated_at) VALUES (:name, :value, :now)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+WHERE cursors.value = :expected
+
 -- name: workers
 SELECT w.worker, w.last_seen,
        (SELECT count(*) FROM jobs j WHERE j.state = 'running' AND j.worker = w.worker) AS running
