@@ -76,6 +76,8 @@ def _os_error(exc: OSError, path: Path, doing: str) -> RecallDlError:
         return DiskFull(f"disk full while {doing} {path}")
     if exc.errno == errno.ELOOP:
         return JobFailed(f"refusing to follow a symlink at the partial path {path}")
+    if exc.errno == errno.EWOULDBLOCK:
+        return RetryLater(f"another process is still writing {path}", retry_after=5.0)
     if exc.errno in OPERATOR_ERRNOS:
         return StopService(f"cannot write {path}: {exc.strerror}")
     return RetryLater(f"{exc.strerror or exc} while {doing} {path}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -83,12 +84,19 @@ class PartFile:
 
     @classmethod
     def open(cls, path: Path) -> PartFile:
-        """Open or create without following a symlink; refuse anything but a regular file."""
+        """Open or create without following a symlink; refuse anything but a regular file.
+
+        The file is locked (``flock``) for as long as it is open: a worker whose lease was
+        taken over while it was frozen (SIGSTOP, a partition) may still hold the file, and
+        two writers on one partial file — on one host or on a shared filesystem — would
+        interleave. The second opener gets ``EWOULDBLOCK`` and tries again later.
+        """
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o666)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BaseException:
             os.close(fd)
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import random
 from pathlib import Path
@@ -20,6 +21,7 @@ from downloader.errors import (
     RedirectRefused,
     RefreshUrl,
     RemoteRejected,
+    RetryLater,
     ServerBusy,
     UnsafeUrl,
 )
@@ -236,6 +238,22 @@ async def test_symlink_at_partial_path_is_not_followed(tmp_path: Path) -> None:
             await fetch(env, path)
         assert victim.read_bytes() == b"precious"
         assert env.media_stats()["full_requests"] == 0
+
+
+async def test_a_partial_file_held_by_another_writer_is_left_alone(tmp_path: Path) -> None:
+    async with one_part() as env:
+        path = final_path(tmp_path)
+        path.parent.mkdir(parents=True)
+        partial_path(path).write_bytes(b"other writer")
+        # Another process (here another open file description) holds the partial file.
+        with partial_path(path).open("r+b") as other:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with pytest.raises(RetryLater, match="another process is still writing"):
+                await fetch(env, path)
+            assert partial_path(path).read_bytes() == b"other writer"
+            assert env.media_stats()["full_requests"] == 0
+        sha = await fetch(env, path)  # the lock went with the other writer
+        assert_clean(env, path, sha)
 
 
 async def test_fsync_failure_discards_the_partial_and_starts_over(
