@@ -9,6 +9,7 @@ from pathlib import Path
 from downloader.config import Settings
 from downloader.errors import ConfigError
 from downloader.pipeline.context import PipelineContext
+from downloader.pipeline.runner import reclaim_dead_local_holders
 from downloader.recall import RateLimiter, RecallClient
 from downloader.sharedbudget import StoreRateBudget
 from downloader.store import open_store
@@ -93,4 +94,6 @@ async def open_pipeline(
         )
         if worker:
             ctx.worker = worker
+        # Before any worker claims: what a killed run on this host held is resumed first.
+        await reclaim_dead_local_holders(ctx)
         yield ctx

@@ -50,6 +50,7 @@ from downloader.discovery import (
 from downloader.errors import JobFailed, RetryLater
 from downloader.lifecycle import ACTIVE_STATES, JobKind, JobState, job_id
 from downloader.pipeline import PipelineContext, lease_keeper, run_pools
+from downloader.pipeline.finalize import stranded_finalize, wake_finalize
 from downloader.pipeline.manifests import finalize_job
 from downloader.store.protocol import Job, JobStore, NewJob, OnConflict
 from downloader.summary import human_bytes
@@ -185,10 +186,14 @@ class RecordingOutcome:
     bytes: int
     failure: tuple[str, str] | None  # (job id, reason)
     missing_finalize: Job | None = None  # every part done, finalize never queued
+    stranded_finalize: Job | None = None  # every part done, finalize still waiting
 
 
 def recording_outcome(jobs: Sequence[Job]) -> RecordingOutcome | None:
     """The outcome of a recording's jobs, or None while any of them may still change."""
+    stranded = stranded_finalize(jobs)
+    if stranded is not None:
+        return RecordingOutcome(0, 0, None, stranded_finalize=stranded)
     if any(job.state in ACTIVE_STATES for job in jobs):
         return None
     parts = [job for job in jobs if job.kind is JobKind.DOWNLOAD_PART]
@@ -241,6 +246,10 @@ class Completion:
             outcome = recording_outcome(await self.store.list_jobs(parent=recording))
             if outcome is not None and outcome.missing_finalize is not None:
                 await self._queue_finalize(outcome.missing_finalize)
+                outcome = None
+            if outcome is not None and outcome.stranded_finalize is not None:
+                await wake_finalize(self.store, outcome.stranded_finalize)
+                self.wake()
                 outcome = None
             if outcome is None:
                 self.pending.rotate(-1)

@@ -25,14 +25,16 @@ from downloader.cli.common import (
 )
 from downloader.cli.progress import ProgressReporter
 from downloader.config import Settings
-from downloader.lifecycle import JobKind, JobState
+from downloader.lifecycle import ACTIVE_STATES, JobKind, JobState
 from downloader.naming import validate_bot_id
 from downloader.pipeline import lease_keeper, run_pools
+from downloader.pipeline.finalize import stranded_finalize, wake_finalize
 from downloader.store.protocol import JobStore, NewJob, OnConflict
 from downloader.summary import BotSummary, describe, summarise
 
 log = structlog.get_logger(__name__)
 FINISHED_CHECK_SECONDS = 0.5
+FINALIZE = JobKind.FINALIZE_RECORDING
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,12 +72,24 @@ async def bot_summaries(store: JobStore, bot_ids: list[str]) -> list[BotSummary]
 
 
 async def wait_until_finished(store: JobStore, bot_ids: list[str]) -> None:
-    active = (JobState.PENDING, JobState.RUNNING)
     while True:
         counts = await store.counts(bot_ids=bot_ids)
-        if not any(n for (_, state), n in counts.items() if state in active):
+        active = {kind for (kind, state), n in counts.items() if n and state in ACTIVE_STATES}
+        if not active:
             return
+        if active == {JobKind.FINALIZE_RECORDING}:
+            await wake_stranded_finalizers(store, bot_ids)
         await anyio.sleep(FINISHED_CHECK_SECONDS)
+
+
+async def wake_stranded_finalizers(store: JobStore, bot_ids: list[str]) -> None:
+    """Only finalize jobs are left: wake any whose recording has nothing else to wait for."""
+    for bot_id in bot_ids:
+        for recording in {j.parent for j in await store.list_jobs(bot_id=bot_id, kind=FINALIZE)}:
+            stranded = stranded_finalize(await store.list_jobs(parent=recording))
+            if stranded is not None:
+                log.debug("finalize_woken", recording_id=recording)
+                await wake_finalize(store, stranded)
 
 
 async def _stop_on_signal(scope: anyio.CancelScope, interrupted: list[bool]) -> None:

@@ -12,15 +12,39 @@ import structlog
 from downloader import naming
 from downloader.errors import JobFailed
 from downloader.fsutil import atomic_write_bytes
-from downloader.lifecycle import JobKind, JobState
+from downloader.lifecycle import ACTIVE_STATES, JobKind, JobState, poll_delay
 from downloader.pipeline.context import PipelineContext
 from downloader.pipeline.outcome import Finish, Outcome, Wait
-from downloader.store.protocol import Job, Lease
+from downloader.store.protocol import Job, JobStore, Lease, NewJob, OnConflict
 
 log = structlog.get_logger(__name__)
 
 SIDECAR_VERSION = 1
 WAIT_FOR_PARTS_SECONDS = 5.0
+MAX_WAIT_SECONDS = 600.0
+
+
+def stranded_finalize(jobs: Sequence[Job]) -> Job | None:
+    """A recording's finalize job still waiting although nothing else of it can change.
+
+    The last part normally wakes it; a crash between that part's commit and the wake-up
+    leaves it waiting for its safety-net delay. Callers that wait for completion wake it.
+    """
+    finalize = [j for j in jobs if j.kind is JobKind.FINALIZE_RECORDING]
+    others = [j for j in jobs if j.kind is not JobKind.FINALIZE_RECORDING]
+    if len(finalize) != 1 or finalize[0].state is not JobState.PENDING:
+        return None
+    if any(j.state in ACTIVE_STATES for j in others):
+        return None
+    return finalize[0]
+
+
+async def wake_finalize(store: JobStore, job: Job) -> None:
+    """Make a waiting finalize job due now (REARM never delays a job)."""
+    await store.enqueue(
+        [NewJob(job.kind, job.key, job.payload, bot_id=job.bot_id, parent=job.parent)],
+        OnConflict.REARM,
+    )
 
 
 def sidecar_entry(job: Job) -> dict[str, Any]:
@@ -63,7 +87,12 @@ async def finalize_recording(ctx: PipelineContext, lease: Lease) -> Outcome:
     if failed:
         raise JobFailed(f"{len(failed)} part(s) of recording {recording_id} failed")
     if any(p.state is not JobState.DONE for p in parts):
-        return Wait(WAIT_FOR_PARTS_SECONDS, reason="parts still downloading")
+        # The last part wakes this job when it finishes; checking is only a safety net.
+        checks = int(payload.get("checks") or 0)
+        delay = poll_delay(checks, initial=WAIT_FOR_PARTS_SECONDS, maximum=MAX_WAIT_SECONDS)
+        return Wait(
+            delay, reason="parts still downloading", payload={**payload, "checks": checks + 1}
+        )
     sidecar = build_sidecar(
         bot_id=bot_id,
         recording_id=recording_id,

@@ -70,7 +70,14 @@ def part_jobs(
     ]
 
 
-def finalize_job(bot_id: str, recording_id: str, video_separate_id: str) -> NewJob:
+# The last part to finish wakes its recording's finalize job at once; this delay only matters
+# when that wake-up was lost (a crash between the part's commit and the wake-up).
+FINALIZE_SAFETY_NET_SECONDS = 600.0
+
+
+def finalize_job(
+    bot_id: str, recording_id: str, video_separate_id: str, run_after: float = 0.0
+) -> NewJob:
     return NewJob(
         kind=JobKind.FINALIZE_RECORDING,
         key=recording_id,
@@ -81,6 +88,7 @@ def finalize_job(bot_id: str, recording_id: str, video_separate_id: str) -> NewJ
         },
         bot_id=bot_id,
         parent=recording_id,
+        run_after=run_after,
     )
 
 
@@ -123,9 +131,10 @@ async def fetch_manifest(ctx: PipelineContext, lease: Lease) -> Outcome:
         video_separate_id=video_separate_id,
         priority=lease.job.priority,
     )
-    if not parts:
-        # Nobody had video on: the recording is complete with an empty sidecar.
-        await ctx.store.enqueue([finalize_job(bot_id, recording_id, video_separate_id)])
+    # Queued now, so that it exists whatever happens to the process later. With no parts
+    # (nobody had video on) the recording is complete with an empty sidecar at once.
+    run_after = ctx.clock() + FINALIZE_SAFETY_NET_SECONDS if parts else 0.0
+    await ctx.store.enqueue([finalize_job(bot_id, recording_id, video_separate_id, run_after)])
     ctx.wake_workers()
     log.info("manifest_read", recording_id=recording_id, parts=len(parts))
     return Finish({"parts": len(parts)})

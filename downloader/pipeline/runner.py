@@ -66,10 +66,23 @@ async def _record_retry(
     log.warning("job_retry", error=exc.reason, attempt=attempts, delay=round(delay, 1))
 
 
+async def _fail_poison(ctx: PipelineContext, lease: Lease) -> None:
+    """A job whose holders kept dying (each reclaim counts an attempt) is not run again:
+    if it is what kills them, running it once more would only repeat the crash."""
+    job = lease.job
+    reason = f"gave up after {job.attempts} attempts: {job.last_error or 'holder died'}"
+    await ctx.store.fail(lease, reason)
+    ctx.count(f"{job.kind.value}_failed")
+    log.error("job_failed", reason=reason)
+
+
 async def run_job(ctx: PipelineContext, lease: Lease) -> None:
     """Run one claimed job to a recorded outcome. StopService propagates (after release)."""
     structlog.contextvars.bind_contextvars(job_id=lease.job.id)
     try:
+        if lifecycle.attempts_exhausted(lease.job.attempts, ctx.settings.max_attempts):
+            await _fail_poison(ctx, lease)
+            return
         try:
             outcome = await HANDLERS[lease.job.kind](ctx, lease)
         except StopService:

@@ -52,12 +52,13 @@ WORKERS_FORGET_SECONDS = 7 * 24 * 3600
 Q = queries.load("postgres.sql")
 MIGRATIONS = queries.migrations(Q)
 _REARM_IF_FAILED = ", ".join(
-    f"{column} = CASE WHEN j.state = 'failed' THEN {rearmed} ELSE j.{column} END"
-    for column, rearmed in [
-        ("attempts", "0"),
-        ("run_after", "excluded.run_after"),
-        ("due", "excluded.due"),
-        ("state", "'pending'"),
+    f"{column} = CASE WHEN j.state = 'failed' THEN {rearmed} "
+    f"WHEN j.state = 'pending' THEN {waiting} ELSE j.{column} END"
+    for column, rearmed, waiting in [
+        ("attempts", "0", "j.attempts"),
+        ("run_after", "excluded.run_after", "least(j.run_after, excluded.run_after)"),
+        ("due", "excluded.due", "j.due OR excluded.due"),
+        ("state", "'pending'", "j.state"),
     ]
 )
 ON_CONFLICT = {

@@ -45,7 +45,9 @@ class OnConflict(StrEnum):
 
     IGNORE = "ignore"  # leave the existing job exactly as it is
     UPDATE_PAYLOAD = "update_payload"  # replace payload (fresh URLs), keep state and progress
-    REARM = "rearm"  # as UPDATE_PAYLOAD, and a FAILED job goes back to PENDING with 0 attempts
+    # As UPDATE_PAYLOAD, and a FAILED job goes back to PENDING with 0 attempts; a PENDING
+    # job waiting beyond the new run_after becomes due then (a wake-up, never a delay).
+    REARM = "rearm"
 
 
 @dataclass(frozen=True)

@@ -407,6 +407,7 @@ def _enqueue(conn: Conn, now: float, rows: list[dict[str, Any]], mode: OnConflic
         conn.execute(Q["update_payload"], params)
         if mode is OnConflict.REARM:
             conn.execute(Q["rearm_failed"], params)
+            conn.execute(Q["rearm_waiting"], params)
     return new
 
 

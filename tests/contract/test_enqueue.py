@@ -116,6 +116,24 @@ async def test_rearm_revives_a_failed_job_with_zero_attempts(
     assert [le.job.id for le in await store.claim("w2", lease_seconds=30)] == [job.id]
 
 
+async def test_rearm_wakes_a_waiting_job_but_never_delays_one(
+    store: JobStore, clock: FakeClock
+) -> None:
+    await store.enqueue(
+        [part("later", run_after=clock() + 600), part("soon", run_after=clock() + 5)]
+    )
+    assert await store.claim("w1", lease_seconds=30) == []
+
+    await store.enqueue([part("later"), part("soon", run_after=clock() + 300)], OnConflict.REARM)
+
+    woken = await store.claim("w1", limit=2, lease_seconds=30)
+    assert [le.job.key for le in woken] == ["later"]
+    soon = await store.get(job_id(PART, "soon"))
+    assert soon is not None and soon.run_after == clock() + 5
+    clock.advance(5)
+    assert [le.job.key for le in await store.claim("w1", lease_seconds=30)] == ["soon"]
+
+
 async def test_rearm_leaves_done_and_running_jobs_in_their_state(store: JobStore) -> None:
     await store.enqueue([part("done"), part("running")])
     first, second = await store.claim("w1", limit=2, lease_seconds=30)

@@ -93,6 +93,17 @@ async def test_a_dead_workers_jobs_are_reclaimed_without_waiting_for_expiry(
     await store.finish(other, {})
 
 
+async def test_a_reclaimed_job_keeps_its_place_in_the_queue(
+    store: JobStore, clock: FakeClock, lease: Lease
+) -> None:
+    clock.advance(1)
+    await store.enqueue([NewJob(JobKind.DOWNLOAD_PART, "newer")])
+    clock.advance(LEASE + 1)
+    assert await store.reclaim_expired() == 1
+    # Its partial file is on disk: it resumes before work queued after it.
+    assert (await claim_one(store, "w2")).job.id == lease.job.id
+
+
 @pytest.mark.parametrize("write", WRITE_CALLS, ids=WRITE_IDS)
 async def test_a_zombie_cannot_write_after_its_job_was_reclaimed(
     store: JobStore, clock: FakeClock, lease: Lease, write: Write

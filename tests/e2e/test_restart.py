@@ -116,3 +116,55 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(ws: Workspace) -> Non
     for bot_id in bots:
         assert_bot_complete(ws, bot_id)
     assert ws.sim.stats()["media"]["range_requests"] >= 1
+
+
+@pytest.mark.parametrize("sim_config", [SLOW])
+def test_a_part_whose_holder_keeps_dying_is_failed_not_run_forever(ws: Workspace) -> None:
+    bots = ws.sim.bot_ids[:1]
+
+    def fetch() -> subprocess.Popen[str]:
+        return ws.popen(
+            "fetch",
+            *bots,
+            RECALL_DL_CHECKPOINT_BYTES=str(CHECKPOINT),
+            RECALL_DL_MAX_ATTEMPTS="2",
+            RECALL_DL_CONCURRENCY="1",
+        )
+
+    def served() -> int:
+        return int(ws.sim.stats()["media"]["bytes_served_total"])
+
+    for _ in range(2):  # a reclaimed part resumes first: the same part dies twice
+        start = served()
+        proc = fetch()
+        wait_for(lambda: served() >= start + CHECKPOINT, proc, "mid-body")  # noqa: B023
+        kill(proc)
+
+    last = fetch()
+    stdout, stderr = last.communicate(timeout=90)
+    assert last.returncode == 1, stderr[-3000:]
+    assert "gave up after 2 attempts" in stdout + stderr
+    with sqlite3.connect(ws.state) as db:
+        (failed,) = db.execute(
+            "SELECT count(*) FROM jobs WHERE kind = 'download_part' AND state = 'failed'"
+        ).fetchone()
+    assert failed == 1
+
+
+def test_a_finalize_left_waiting_by_a_crash_is_woken(ws: Workspace) -> None:
+    bot_id = ws.sim.bot_ids[0]
+    assert ws.run("fetch", bot_id).returncode == 0
+    recording_id = ws.sim.recording_ids(bot_id)[0]
+    sidecar = ws.out / bot_id / recording_id / "manifest.json"
+    # The state a crash between the last part's commit and its wake-up leaves: every part
+    # done, the finalize job still waiting for its safety-net delay, no sidecar yet.
+    sidecar.unlink()
+    with sqlite3.connect(ws.state) as db:
+        db.execute(
+            "UPDATE jobs SET state = 'pending', due = 0, run_after = unixepoch() + 3600, "
+            "result = '{}' WHERE kind = 'finalize_recording' AND key = ?",
+            (recording_id,),
+        )
+    result = ws.run("fetch", bot_id, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_bot_complete(ws, bot_id)

@@ -210,13 +210,13 @@ UPDATE jobs SET state = 'pending', run_after = rdl_now($1), due = true, worker =
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: reclaim_expired
-UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = rdl_now($1), due = true,
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = least(run_after, rdl_now($1)), due = true,
                 last_error = 'lease expired (held by ' || coalesce(worker, '?') || ')',
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE state = 'running' AND lease_until < rdl_now($1)
 
 -- name: reclaim_worker
-UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = rdl_now($1), due = true,
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = least(run_after, rdl_now($1)), due = true,
                 last_error = 'holder exited (' || worker || ')',
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE state = 'running' AND worker = $2

@@ -99,6 +99,10 @@ UPDATE jobs SET state = 'pending', attempts = 0, run_after = :run_after,
                 lease_until = NULL, updated_at = :now
 WHERE id = :id AND state = 'failed'
 
+-- name: rearm_waiting
+UPDATE jobs SET run_after = :run_after, due = :run_after <= :now, updated_at = :now
+WHERE id = :id AND state = 'pending' AND run_after > :run_after
+
 -- name: promote_due
 -- INDEXED BY: without statistics the planner would walk every pending job via jobs_state;
 -- it also makes the statement fail loudly should the index ever stop matching.
@@ -167,13 +171,13 @@ UPDATE jobs SET state = 'pending', run_after = :now, due = 1, worker = NULL,
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: reclaim_expired
-UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = :now, due = 1,
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = min(run_after, :now), due = 1,
                 last_error = 'lease expired (held by ' || coalesce(worker, '?') || ')',
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = :now
 WHERE state = 'running' AND lease_until < :now
 
 -- name: reclaim_worker
-UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = :now, due = 1,
+UPDATE jobs SET state = 'pending', attempts = attempts + 1, run_after = min(run_after, :now), due = 1,
                 last_error = 'holder exited (' || worker || ')',
                 lease_token = NULL, worker = NULL, lease_until = NULL, updated_at = :now
 WHERE state = 'running' AND worker = :worker
