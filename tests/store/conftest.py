@@ -7,7 +7,7 @@ from downloader.store.testing import FakeClock
 
 @pytest.fixture
 def anyio_backend() -> str:
-    return "asyncio"  # aiohttp, aiosqlite and asyncpg are asyncio-only
+    return "asyncio"  # aiohttp and asyncpg are asyncio-only
 
 
 @pytest.fixture
