@@ -157,6 +157,11 @@ class _Transfer:
             with contextlib.suppress(OSError):
                 await _thread(self.file.reset, self.synced, False)
             raise
+        except anyio.get_cancelled_exc_class():
+            # A write already handed to its thread finishes there even when we are
+            # cancelled: the file, not this coroutine, knows how far it got.
+            self.offset = self.file.hashed
+            raise
         self.offset = end
         if sync:
             self.synced = end
@@ -239,21 +244,27 @@ class _Transfer:
             async for data, _ in resp.content.iter_chunks():
                 chunk: Buffer = data
                 room = checkpoint_limit - (self.offset - self.synced) - size
+                # ``batch`` only ever holds bytes not yet handed to a write: what a
+                # cancelled or failed write took is the file's business (see _write), and
+                # salvage must never write it a second time.
                 while len(chunk) >= room:  # a checkpoint falls inside this chunk
                     head, chunk = memoryview(chunk)[:room], memoryview(chunk)[room:]
-                    batch.append(head)
-                    await self._write(batch, size + room, position, sync=True)
+                    taken, taken_size = [*batch, head], size + room
                     batch, size = [], 0
+                    await self._write(taken, taken_size, position, sync=True)
                     room = checkpoint_limit
                 if not chunk:
                     continue
                 batch.append(chunk)
                 size += len(chunk)
                 if size >= buffer_limit:
-                    await self._write(batch, size, position, sync=False)
+                    taken, taken_size = batch, size
                     batch, size = [], 0
+                    await self._write(taken, taken_size, position, sync=False)
             if batch:
-                await self._write(batch, size, position, sync=False)
+                taken, taken_size = batch, size
+                batch, size = [], 0
+                await self._write(taken, taken_size, position, sync=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _network_error(exc, url)
             self.log.info("transfer_interrupted", reason=error.reason, offset=self.offset + size)

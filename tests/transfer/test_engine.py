@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import pytest
 
 from downloader.transfer import (
@@ -16,6 +18,8 @@ from downloader.transfer import (
     open_media_session,
     partial_path,
 )
+from downloader.transfer.partfile import PartFile
+from downloader.transfer.plan import Checkpoint
 from tests.transfer.simenv import (
     Checkpoints,
     assert_clean,
@@ -69,6 +73,60 @@ async def test_cancellation_checkpoints_what_arrived(tmp_path: Path) -> None:
         assert saved.offset >= 768 << 10  # salvaged although no checkpoint was due yet
         assert partial_path(path).stat().st_size == saved.offset
         sha = await fetch(env, path, checkpoint=saved, cps=cps, settings=settings)
+        assert_clean(env, path, sha)
+
+
+@pytest.mark.parametrize("cancel_at", ["checkpoint", "write"])
+async def test_cancelled_mid_checkpoint_or_write_never_writes_bytes_twice(
+    tmp_path: Path, cancel_at: str
+) -> None:
+    """Cancellation landing while a checkpoint is recorded (the store call) or while a write
+    runs in its thread: the resumed file is still byte-identical (a shutdown once wrote the
+    batch being checkpointed a second time, 64 KiB further on)."""
+    # Write batches larger than the checkpoint interval: a checkpoint then falls inside a
+    # batch that already holds several chunks.
+    settings = TransferSettings(
+        chunk_bytes=16 << 10, write_buffer_bytes=1 << 20, checkpoint_bytes=100_000
+    )
+    async with one_part(part_size=2 << 20, throttle=16 << 20) as env:  # paced: small chunks
+        path = final_path(tmp_path)
+        seen = Checkpoints()
+        scope = anyio.CancelScope()
+
+        async def on_checkpoint(checkpoint: Checkpoint) -> None:
+            await seen(checkpoint)
+            if len(seen.seen) == 3:
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()  # the store call is where the cancellation lands
+
+        if cancel_at == "write":
+            real_write = PartFile.write
+            calls = {"n": 0}
+
+            def write_then_cancel(self: PartFile, *args: Any, **kwargs: Any) -> None:
+                real_write(self, *args, **kwargs)
+                calls["n"] += 1
+                if calls["n"] == 5:
+                    scope.cancel()  # observed once the thread returns
+
+            patched = pytest.MonkeyPatch()
+            patched.setattr(PartFile, "write", write_then_cancel)
+        with scope:
+            async with open_media_session(settings) as media:
+                await download_part(
+                    media,
+                    env.url,
+                    path,
+                    settings=settings,
+                    policy=env.policy,
+                    on_checkpoint=on_checkpoint,
+                )
+        if cancel_at == "write":
+            patched.undo()
+        assert scope.cancelled_caught
+        saved = seen.last
+        assert saved is not None
+        sha = await fetch(env, path, checkpoint=saved, settings=settings)
         assert_clean(env, path, sha)
 
 
