@@ -14,7 +14,14 @@ import anyio
 import structlog
 
 from downloader import lifecycle
-from downloader.errors import JobFailed, RecallDlError, RefreshUrl, RetryLater, StopService
+from downloader.errors import (
+    DiskFull,
+    JobFailed,
+    RecallDlError,
+    RefreshUrl,
+    RetryLater,
+    StopService,
+)
 from downloader.lifecycle import JobKind
 from downloader.pipeline.bots import poll_bot
 from downloader.pipeline.context import PipelineContext
@@ -37,6 +44,8 @@ HANDLERS: dict[JobKind, Handler] = {
     JobKind.FINALIZE_RECORDING: finalize_recording,
 }
 IDLE_POLL_SECONDS = 0.5
+DISK_FULL_FIRST_WAIT = 2.0
+DISK_FULL_MAX_WAIT = 60.0
 
 
 async def _record_outcome(ctx: PipelineContext, lease: Lease, outcome: Outcome) -> None:
@@ -66,6 +75,17 @@ async def _record_retry(
     log.warning("job_retry", error=exc.reason, attempt=attempts, delay=round(delay, 1))
 
 
+async def _wait_for_disk_space(ctx: PipelineContext, lease: Lease, exc: DiskFull) -> None:
+    """Not the part's fault and not for good: wait for space without spending attempts
+    (the partial file is kept), checking again sooner at first, then every minute."""
+    waits = int(lease.job.payload.get("disk_full_waits") or 0)
+    delay = lifecycle.poll_delay(waits, initial=DISK_FULL_FIRST_WAIT, maximum=DISK_FULL_MAX_WAIT)
+    payload = {**lease.job.payload, "disk_full_waits": waits + 1}
+    await ctx.store.reschedule(lease, ctx.clock() + delay, payload=payload)
+    ctx.count("disk_full_waits")
+    log.error("job_waiting_for_disk_space", error=exc.reason, retry_in=round(delay, 1))
+
+
 async def _fail_poison(ctx: PipelineContext, lease: Lease) -> None:
     """A job whose holders kept dying (each reclaim counts an attempt) is not run again:
     if it is what kills them, running it once more would only repeat the crash."""
@@ -89,6 +109,8 @@ async def run_job(ctx: PipelineContext, lease: Lease) -> None:
             with anyio.CancelScope(shield=True):
                 await ctx.store.release(lease)
             raise
+        except DiskFull as exc:
+            await _wait_for_disk_space(ctx, lease, exc)
         except (RetryLater, RefreshUrl) as exc:
             await _record_retry(ctx, lease, exc, getattr(exc, "retry_after", None))
         except JobFailed as exc:
