@@ -15,6 +15,7 @@ from downloader.sharedbudget import StoreRateBudget
 from downloader.store import open_store
 from downloader.store.postgres import PostgresStore
 from downloader.store.protocol import JobStore
+from downloader.store.sqlite import SqliteStore
 from downloader.transfer import TransferLimits, TransferSettings, open_media_session
 from downloader.urlpolicy import UrlPolicy
 
@@ -53,6 +54,31 @@ async def open_store_for(settings: Settings, state: str) -> AsyncIterator[JobSto
         yield store
     finally:
         await store.close()
+
+
+OUTPUT_ROOT_CURSOR = "output_root"
+
+
+async def bind_output_root(store: JobStore, out: Path) -> None:
+    """A SQLite job store serves one output folder: the first that runs its jobs.
+
+    Jobs record what is done, not where: run with another folder, the same store would
+    count files elsewhere as done here, and two commands would write each other's bots into
+    their own folders. (Hosts sharing PostgreSQL each write under their own ``--out``; the
+    sidecar records which host wrote each part.)
+    """
+    if not isinstance(store, SqliteStore):
+        return
+    root = str(out)  # resolved by prepare_out_dir
+    if await store.swap_cursor(OUTPUT_ROOT_CURSOR, None, root):
+        return
+    bound = await store.get_cursor(OUTPUT_ROOT_CURSOR)
+    if bound != root:
+        raise ConfigError(
+            f"the job store {store.path} belongs to the output folder {bound}, not {root}: "
+            f"use --out {bound}, or another --state for {root} (without --state, each "
+            "output folder gets its own store)"
+        )
 
 
 def limiter_for(settings: Settings, store: JobStore) -> RateLimiter:
@@ -94,6 +120,7 @@ async def open_pipeline(
         )
         if worker:
             ctx.worker = worker
+        await bind_output_root(store, out)
         # Before any worker claims: what a killed run on this host held is resumed first.
         await reclaim_dead_local_holders(ctx)
         yield ctx

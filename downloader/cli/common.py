@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import platformdirs
 
 from downloader.config import FIELD_NAMES, Settings, load_settings
 from downloader.logs import configure_logging
+from downloader.naming import slugify
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,8 +58,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def default_cli_state() -> str:
-    return str(platformdirs.user_data_path("recall-dl") / "state.db")
+def default_cli_state(out: Path) -> str:
+    """One job store per output folder, under the user's data directory.
+
+    Jobs say what is done, not where it went: with one store for every folder, a bot fetched
+    into ``a/`` would count as done for ``b/``, and two commands writing to different
+    folders would run each other's jobs.
+    """
+    root = out.expanduser().resolve()
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    name = slugify(root.name or "root", limit=40)
+    return str(platformdirs.user_data_path("recall-dl") / "states" / f"{name}-{digest}.db")
 
 
 def default_service_state() -> str:
@@ -69,4 +80,4 @@ def default_service_state() -> str:
 def state_url(settings: Settings, *, service: bool = False) -> str:
     if settings.state:
         return settings.state
-    return default_service_state() if service else default_cli_state()
+    return default_service_state() if service else default_cli_state(settings.out)

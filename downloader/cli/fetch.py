@@ -29,6 +29,7 @@ from downloader.lifecycle import ACTIVE_STATES, JobKind, JobState
 from downloader.naming import validate_bot_id
 from downloader.pipeline import lease_keeper, run_pools
 from downloader.pipeline.finalize import stranded_finalize, wake_finalize
+from downloader.pipeline.outputs import requeue_missing_outputs
 from downloader.store.protocol import JobStore, NewJob, OnConflict
 from downloader.summary import BotSummary, describe, summarise
 
@@ -105,8 +106,10 @@ async def fetch(
 ) -> int:
     interrupted: list[bool] = []
     async with open_store_for(settings, state) as store:
-        await enqueue_bots(store, bot_ids)
         async with open_pipeline(settings, store, out) as ctx, anyio.create_task_group() as group:
+            # Queued only once the store is known to serve this output folder.
+            await enqueue_bots(store, bot_ids)
+            await requeue_missing_outputs(store, out, bot_ids)
             draining = anyio.Event()
             group.start_soon(_stop_on_signal, group.cancel_scope, interrupted)
             group.start_soon(run_pools, ctx, draining)

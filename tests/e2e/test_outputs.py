@@ -1,0 +1,49 @@
+"""Done in the job store means on disk under this --out: folders, deleted files, stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.cli import Workspace, files_under
+from tests.e2e.test_fetch import assert_bot_complete
+
+
+def mp4s(folder: Path) -> list[Path]:
+    return [p for p in files_under(folder) if p.suffix == ".mp4"]
+
+
+def test_each_output_folder_gets_its_own_default_store(ws: Workspace, tmp_path: Path) -> None:
+    bot_id = ws.sim.bot_ids[0]
+    data_home = {"RECALL_DL_STATE": "", "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        result = ws.run("fetch", bot_id, RECALL_DL_OUT=str(out), **data_home)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert len(mp4s(first)) == len(mp4s(second)) > 0
+    stores = list((tmp_path / "xdg" / "recall-dl" / "states").glob("*.db"))
+    assert len(stores) == 2
+
+
+def test_a_deleted_file_is_fetched_again(ws: Workspace) -> None:
+    bot_id = ws.sim.bot_ids[0]
+    assert ws.run("fetch", bot_id).returncode == 0
+    victim = mp4s(ws.out)[0]
+    sidecar = next(ws.out.rglob("manifest.json"))
+    victim.unlink()
+    sidecar.unlink()
+
+    result = ws.run("fetch", bot_id)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "outputs_missing_requeued" in result.stderr
+    assert_bot_complete(ws, bot_id)
+
+
+def test_one_sqlite_store_serves_one_output_folder(ws: Workspace, tmp_path: Path) -> None:
+    bot_id = ws.sim.bot_ids[0]
+    assert ws.run("fetch", bot_id).returncode == 0
+    other = tmp_path / "elsewhere"
+    result = ws.run("fetch", ws.sim.bot_ids[1], RECALL_DL_OUT=str(other))
+    assert result.returncode == 2
+    assert str(ws.out.resolve()) in result.stderr and "--state" in result.stderr
+    assert not mp4s(other)  # nothing was downloaded into the wrong place
+    assert ws.sim.bot_ids[1] not in {p.name for p in ws.out.iterdir()}
