@@ -14,10 +14,15 @@ def mp4s(folder: Path) -> list[Path]:
 
 def test_each_output_folder_gets_its_own_default_store(ws: Workspace, tmp_path: Path) -> None:
     bot_id = ws.sim.bot_ids[0]
-    data_home = {"RECALL_DL_STATE": "", "XDG_DATA_HOME": str(tmp_path / "xdg")}
     first, second = tmp_path / "first", tmp_path / "second"
     for out in (first, second):
-        result = ws.run("fetch", bot_id, RECALL_DL_OUT=str(out), **data_home)
+        result = ws.run(
+            "fetch",
+            bot_id,
+            RECALL_DL_OUT=str(out),
+            RECALL_DL_STATE="",  # the default store
+            XDG_DATA_HOME=str(tmp_path / "xdg"),
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     assert len(mp4s(first)) == len(mp4s(second)) > 0
     stores = list((tmp_path / "xdg" / "recall-dl" / "states").glob("*.db"))
