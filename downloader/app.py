@@ -82,12 +82,14 @@ async def bind_output_root(store: JobStore, out: Path) -> None:
 
 
 def limiter_for(settings: Settings, store: JobStore) -> RateLimiter:
-    """The API rate limiter: its budget lives in PostgreSQL when hosts share one.
+    """The API rate limiter, spending the budget kept in the job store.
 
-    A SQLite store serves one host, where the in-process budget is exact and costs no
-    write per request.
+    Recall counts requests per workspace over a sliding minute, whoever sends them: hosts
+    sharing PostgreSQL, but also a command started right after another one ended, or
+    ``fetch`` next to ``run`` on one SQLite file. An in-process budget would start each
+    process with a full minute's allowance and earn 429s.
     """
-    if isinstance(store, PostgresStore):
+    if isinstance(store, PostgresStore | SqliteStore):
         return RateLimiter.from_settings(settings, budget=StoreRateBudget(store))
     return RateLimiter.from_settings(settings)
 
