@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from downloader.simulator import SimulatorConfig
@@ -52,7 +54,7 @@ TIGHT = SimulatorConfig(
 def test_commands_run_back_to_back_share_one_budget(ws: Workspace) -> None:
     """Recall counts a workspace's requests over the last minute whichever process sent
     them: a run started right after another must not begin with a fresh allowance."""
-    limits = {
+    limits: dict[str, Any] = {
         "RECALL_DL_RETRIEVE_RATE_LIMIT": "5",
         "RECALL_DL_LIST_RATE_LIMIT": "5",
         "RECALL_DL_RATE_WINDOW_SECONDS": "6",
