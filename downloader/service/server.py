@@ -82,12 +82,15 @@ def check_service_settings(settings: Settings) -> Verifier | None:
     if not settings.webhooks_enabled:
         return None
     if settings.webhook_secret is None:
-        raise ConfigError(
-            "webhooks_enabled is true but no webhook secret is configured: set "
-            "RECALL_WEBHOOK_SECRET, webhook_secret_file, or a systemd credential named "
-            "recall_webhook_secret (or set webhooks_enabled = false); unsigned webhooks are "
-            "never accepted"
+        # The sweep still finds everything; the receiver stays off rather than the service.
+        log.warning(
+            "webhooks_off_no_secret",
+            hint="no webhook secret is configured: set RECALL_WEBHOOK_SECRET, "
+            "webhook_secret_file, or a systemd credential named recall_webhook_secret "
+            "(unsigned webhooks are never accepted); set webhooks_enabled = false to "
+            "silence this",
         )
+        return None
     return Verifier(settings.webhook_secret)
 
 
