@@ -3,11 +3,30 @@
 Only this module reads the environment and the config file. Every value is validated and
 every error names the setting and where its value came from, so that ``recall-dl`` can say
 exactly what to fix and exit 2 before starting anything.
+
+Environment: ``RECALL_API_KEY``, ``RECALL_API_URL``, ``RECALL_REGION``,
+``RECALL_WEBHOOK_SECRET`` and ``RECALL_DL_<SETTING>`` for every other setting. An unknown
+``RECALL_DL_*`` variable is an error (a typo must not pass silently), except the
+``RECALL_DL_BENCH_*`` variables the benchmark harness passes to its children.
+
+Secrets: the API key and its file are *one* setting, and so are the webhook secret and its
+file. The highest layer that gives either wins, whole::
+
+    $CREDENTIALS_DIRECTORY/recall_api_key  <  TOML file  <  environment  <  flags
+    (api_key / api_key_file)                  (RECALL_API_KEY / RECALL_DL_API_KEY_FILE)
+                                                                 (--api-key-file)
+
+so ``RECALL_API_KEY=x recall-dl fetch --api-key-file f`` reads ``f``, and a key file given in
+the environment beats a key written in the TOML file. One layer giving both the value and the
+file is an error. The systemd credential (``LoadCredential=recall_api_key:…``, likewise
+``recall_webhook_secret``) is used only when no layer names the secret at all. A secret file
+that cannot be read, and a key file that its group or others could read, are errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import stat
 import tomllib
@@ -23,6 +42,9 @@ from downloader.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/recall-dl/recall-dl.toml")
 REGIONS = ("us-east-1", "us-west-2", "eu-central-1", "ap-northeast-1")
 ENV_PREFIX = "RECALL_DL_"
+# RECALL_DL_* variables that are not settings: the benchmark harness (bench/) passes these to
+# the processes it runs; they are read there, never here.
+ENV_NOT_SETTINGS_PREFIXES = ("RECALL_DL_BENCH_",)
 # Variables Recall users already know keep their Recall names.
 ENV_ALIASES = {
     "api_key": "RECALL_API_KEY",
@@ -31,6 +53,8 @@ ENV_ALIASES = {
     "webhook_secret": "RECALL_WEBHOOK_SECRET",
 }
 CREDENTIAL_FILES = {"api_key": "recall_api_key", "webhook_secret": "recall_webhook_secret"}
+# A secret and the setting naming the file that holds it: resolved together (see above).
+SECRET_FILES = {"api_key": "api_key_file", "webhook_secret": "webhook_secret_file"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 MIB = 1 << 20
@@ -225,21 +249,31 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_secret_file(path: Path, setting: str) -> Secret:
-    """Read a secret from a file that only its owner can read (like ssh does with keys)."""
+def _read_private_text(path: Path, what: str, *, private: bool) -> str:
+    """The stripped text of a secret file; every failure is a :class:`ConfigError`."""
     try:
         info = path.stat()
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{setting} {path} is readable by group or others; run: chmod 600 {path}"
-            )
-        value = path.read_text(encoding="utf-8").strip()
+        if private and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{what} is readable by group or others; run: chmod 600 {path}")
+        return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ConfigError(f"{setting} {path} does not exist") from None
+        raise ConfigError(f"{what} does not exist") from None
     except PermissionError:
-        raise ConfigError(f"{setting} {path} is not readable") from None
+        raise ConfigError(f"{what} is not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} cannot be read: {exc.strerror or type(exc).__name__}") from None
+
+
+def read_secret_file(path: Path, setting: str, source: str | None = None) -> Secret:
+    """Read a secret from a file that only its owner can read (like ssh does with keys)."""
+    what = f"{setting} {path}" + (f" (from {source})" if source else "")
+    value = _read_private_text(path, what, private=True)
     if not value:
-        raise ConfigError(f"{setting} {path} is empty")
+        raise ConfigError(f"{what} is empty")
     return Secret(value)
 
 
@@ -249,10 +283,42 @@ def _credential(name: str, env: Mapping[str, str]) -> Secret | None:
     if not directory:
         return None
     path = Path(directory) / CREDENTIAL_FILES[name]
-    if not path.exists():
-        return None
-    value = path.read_text(encoding="utf-8").strip()
+    what = f"systemd credential {path} ($CREDENTIALS_DIRECTORY/{CREDENTIAL_FILES[name]})"
+    try:
+        if not path.exists():
+            return None
+    except OSError as exc:
+        raise ConfigError(f"{what} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    # systemd makes credentials owner-only itself; their mode is not ours to judge.
+    value = _read_private_text(path, what, private=False)
     return Secret(value) if value else None
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    """Refuse ``RECALL_DL_*`` variables that name no setting, suggesting the closest one."""
+    known = {env_name(name) for name in FIELD_NAMES}
+    # RECALL_DL_API_KEY & co: the setting exists, under its Recall name.
+    aliased = {ENV_PREFIX + name.upper(): variable for name, variable in ENV_ALIASES.items()}
+    problems = []
+    for variable in sorted(env):
+        if (
+            not variable.startswith(ENV_PREFIX)
+            or variable in known
+            or variable.startswith(ENV_NOT_SETTINGS_PREFIXES)
+            or env[variable] == ""
+        ):
+            continue
+        if variable in aliased:
+            hint = f"; this setting is read from {aliased[variable]}"
+        else:
+            close = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(f"{variable}{hint}")
+    if problems:
+        raise ConfigError(
+            f"unknown setting(s) in the environment: {' / '.join(problems)} "
+            "(see config/recall-dl.toml for every setting; variables are RECALL_DL_<SETTING>)"
+        )
 
 
 def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
@@ -292,6 +358,38 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
         raise bad("http_listen", "expected HOST:PORT, e.g. 127.0.0.1:8787")
 
 
+def _resolve_secret(
+    secret: str,
+    env: Mapping[str, str],
+    layers: list[tuple[dict[str, Any], dict[str, str]]],
+    values: dict[str, Any],
+    sources: dict[str, str],
+) -> None:
+    """Pick the secret or its file from the highest layer that names either (see above)."""
+    file_setting = SECRET_FILES[secret]
+    for layer_values, layer_sources in reversed(layers):
+        given = [name for name in (secret, file_setting) if name in layer_values]
+        if len(given) == 2:
+            raise ConfigError(
+                f"both {secret} (from {layer_sources[secret]}) and {file_setting} (from "
+                f"{layer_sources[file_setting]}) are set; set only one of them"
+            )
+        if given == [secret]:
+            values[secret] = layer_values[secret]
+            sources[secret] = layer_sources[secret]
+            return
+        if given == [file_setting]:
+            path = layer_values[file_setting]
+            values[file_setting] = path
+            sources[file_setting] = sources[secret] = layer_sources[file_setting]
+            values[secret] = read_secret_file(path, file_setting, layer_sources[file_setting])
+            return
+    credential = _credential(secret, env)
+    if credential is not None:
+        values[secret] = credential
+        sources[secret] = f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_FILES[secret]}"
+
+
 def load_settings(
     *,
     flags: Mapping[str, object] | None = None,
@@ -300,43 +398,47 @@ def load_settings(
 ) -> Settings:
     """Merge the layers, validate, and resolve secrets from files and credentials."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    # Each layer, lowest first: its values and where each came from.
+    layers: list[tuple[dict[str, Any], dict[str, str]]] = []
 
     path = config_path
     if path is None and DEFAULT_CONFIG_PATH.exists():
         path = DEFAULT_CONFIG_PATH
     if path is not None:
-        for name, raw in _read_toml(path).items():
-            values[name] = _coerce(name, raw, f"config file {path}")
-            sources[name] = f"config file {path}"
+        source = f"config file {path}"
+        layer = {name: _coerce(name, raw, source) for name, raw in _read_toml(path).items()}
+        layers.append((layer, dict.fromkeys(layer, source)))
+
+    _check_env_names(env)
+    layer, layer_sources = {}, {}
     for name in FIELD_NAMES:
         variable = env_name(name)
         if variable in env and env[variable] != "":
-            values[name] = _coerce(name, env[variable], f"environment {variable}")
-            sources[name] = f"environment {variable}"
+            layer_sources[name] = f"environment {variable}"
+            layer[name] = _coerce(name, env[variable], layer_sources[name])
+    layers.append((layer, layer_sources))
+
+    layer, layer_sources = {}, {}
     for name, raw in (flags or {}).items():
         if raw is None:
             continue
         if name not in FIELD_NAMES:
             raise ConfigError(f"unknown setting {name}")
         option = "--" + name.replace("_", "-")
-        values[name] = raw if not isinstance(raw, str) else _coerce(name, raw, option)
-        sources[name] = f"option {option}"
+        layer[name] = raw if not isinstance(raw, str) else _coerce(name, raw, f"option {option}")
+        layer_sources[name] = f"option {option}"
+    layers.append((layer, layer_sources))
 
-    for secret, file_setting in (
-        ("api_key", "api_key_file"),
-        ("webhook_secret", "webhook_secret_file"),
-    ):
-        if secret not in values:
-            if file_setting in values:
-                values[secret] = read_secret_file(values[file_setting], file_setting)
-                sources[secret] = sources[file_setting]
-            else:
-                credential = _credential(secret, env)
-                if credential is not None:
-                    values[secret] = credential
-                    sources[secret] = "$CREDENTIALS_DIRECTORY"
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    paired = set(SECRET_FILES) | set(SECRET_FILES.values())
+    for layer, layer_sources in layers:
+        for name, value in layer.items():
+            if name not in paired:
+                values[name] = value
+                sources[name] = layer_sources[name]
+    for secret in SECRET_FILES:
+        _resolve_secret(secret, env, layers, values, sources)
     settings = Settings(**values)
     _validate(settings, sources)
     return settings

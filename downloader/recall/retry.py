@@ -2,9 +2,13 @@
 
 * :func:`error_for_status` maps a non-2xx response to the exception the caller acts on
   (see :mod:`downloader.errors`); the body is only used for a log-safe message.
-* :func:`is_transient` is the hook given to ``stamina``: 5xx, 409, network errors and
-  timeouts are retried with exponential backoff and jitter; everything else is final. 429 is
-  *not* retried by stamina: it pauses its endpoint class instead (see the client).
+* :func:`is_transient` says what ``stamina`` retries: 5xx, 409, network errors and
+  timeouts, with exponential backoff and jitter; everything else is final. 429 is *not*
+  retried by stamina: it pauses its endpoint class instead (see the client).
+* :class:`RetryHook` is the hook given to stamina: it waits a server's Retry-After when it
+  fits the in-call budget (``wait_max``), and gives up at once when the server asks for
+  longer, so the error, with ``retry_after`` set, reaches the job layer, which reschedules
+  the job after that delay. Retry-After is never shortened.
 * :func:`parse_retry_after` reads ``Retry-After`` (delay-seconds or an HTTP date).
 """
 
@@ -38,9 +42,11 @@ class RetryPolicy:
     """Bounds for transparent retries inside one client call.
 
     ``attempts``/``timeout`` bound the 5xx/409/network retries (stamina: exponential backoff
-    with jitter). ``max_rate_limited`` bounds how many 429s one call absorbs by pausing, and
-    ``max_pause_seconds`` is the longest Retry-After it waits out itself; beyond either the
-    call raises :class:`RateLimited` so the job layer reschedules.
+    with jitter); ``wait_max`` is the longest wait between two of them, including a server's
+    Retry-After: one asking for longer ends the call with the :class:`ServerBusy` error and
+    its ``retry_after``. ``max_rate_limited`` bounds how many 429s one call absorbs by
+    pausing, and ``max_pause_seconds`` is the longest Retry-After it waits out itself; beyond
+    either the call raises :class:`RateLimited` so the job layer reschedules.
     """
 
     attempts: int = 4
@@ -200,7 +206,9 @@ def retry_hook(max_wait: float) -> RetryHook:
 
 @dataclass(frozen=True)
 class RetryHook:
-    """``True`` (default backoff) or a custom wait for transient errors; ``False`` otherwise."""
+    """stamina's ``on`` hook: ``True`` (default backoff), the server's Retry-After as the
+    wait, or ``False`` (raise now) for final errors and for a Retry-After longer than
+    ``max_wait`` — that one is the job layer's to wait, from the error's ``retry_after``."""
 
     max_wait: float
 
@@ -209,5 +217,7 @@ class RetryHook:
             return False
         after = getattr(exc, "retry_after", None)
         if isinstance(after, int | float) and after > 0:
-            return min(float(after), self.max_wait)
+            if after > self.max_wait:
+                return False
+            return float(after)
         return True

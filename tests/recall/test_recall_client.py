@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import email.utils
+import io
+import json
+import logging
+import re
 import time
 from typing import Any
 
 import pytest
+import stamina
 import structlog
 from aiohttp import web
 
@@ -22,6 +29,7 @@ from downloader.errors import (
     ServerBusy,
     UnsafeUrl,
 )
+from downloader.logs import STDLIB_HANDLER_NAME, configure_logging
 from downloader.recall import EndpointClass, RateLimiter, RecallClient, RetryPolicy
 from tests.recall.fakeapi import FakeHost, hang, json_reply, raw_reply, sequence
 
@@ -261,6 +269,84 @@ async def test_a_long_retry_after_is_handed_to_the_job_layer(fake_api: FakeHost)
         assert info.value.retry_after == 3600
         assert await client.limiter.paused_for(EndpointClass.RETRIEVE) > 3000
     assert len(fake_api.seen) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [409, 500, 503])
+async def test_a_5xx_retry_after_beyond_the_call_budget_goes_to_the_job_layer(
+    fake_api: FakeHost, status: int
+) -> None:
+    """Retry-After honoured: not shortened to wait_max, but handed on with its value."""
+    busy = json_reply({"detail": "busy"}, status=status, **{"Retry-After": "60"})
+    fake_api.routes["/api/v1/bot/b/"] = sequence(busy, json_reply(BOT))
+    async with RecallClient.open(make_settings(fake_api)) as client:
+        with pytest.raises(ServerBusy) as info:
+            await client.get_bot("b")
+        assert client.stats.retries == 0
+    assert info.value.retry_after == 60
+    assert len(fake_api.seen) == 1  # no retry inside the call before the server's time
+
+
+@pytest.mark.anyio
+async def test_a_5xx_retry_after_as_an_http_date_goes_to_the_job_layer(
+    fake_api: FakeHost,
+) -> None:
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5), True)
+    busy = raw_reply(503, b"", "text/plain", **{"Retry-After": later})
+    fake_api.routes["/api/v1/bot/b/"] = busy
+    async with RecallClient.open(make_settings(fake_api)) as client:
+        with pytest.raises(ServerBusy) as info:
+            await client.get_bot("b")
+    assert info.value.retry_after is not None and info.value.retry_after > 200
+    assert len(fake_api.seen) == 1
+
+
+@pytest.mark.anyio
+async def test_a_short_5xx_retry_after_is_waited_in_the_call(fake_api: FakeHost) -> None:
+    busy = raw_reply(503, b"", "text/plain", **{"Retry-After": "0.4"})
+    fake_api.routes["/api/v1/bot/b/"] = sequence(busy, json_reply(BOT))
+    with stamina.set_testing(False):  # real waits: the gap is the server's, not our backoff
+        async with RecallClient.open(make_settings(fake_api)) as client:
+            assert (await client.get_bot("b")).id == "bot1"
+            assert client.stats.retries == 1
+    first, second = fake_api.seen
+    assert second.t - first.t >= 0.4
+
+
+@pytest.mark.anyio
+async def test_a_manifest_429_retry_after_beyond_the_budget_goes_to_the_job_layer(
+    fake_api: FakeHost, fake_other: FakeHost
+) -> None:
+    limited = raw_reply(429, b"slow down", "text/plain", **{"Retry-After": "60"})
+    fake_other.routes["/m"] = sequence(limited, json_reply([]))
+    async with RecallClient.open(make_settings(fake_api)) as client:
+        with pytest.raises(ServerBusy) as info:
+            await client.fetch_manifest(fake_other.at("/m?token=t"))
+    assert info.value.retry_after == 60
+    assert len(fake_other.seen) == 1
+
+
+@pytest.mark.anyio
+async def test_one_snake_case_log_line_per_retry(fake_api: FakeHost) -> None:
+    """stamina's own "stamina.retry_scheduled" is off once logging is configured."""
+    fail = raw_reply(502, b"", "text/plain")
+    fake_api.routes["/api/v1/bot/b/"] = sequence(fail, fail, json_reply(BOT))
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    try:
+        configure_logging("info", "json", stream=stream)
+        async with RecallClient.open(make_settings(fake_api)) as client:
+            await client.get_bot("b")
+    finally:
+        for handler in [h for h in root.handlers if h.get_name() == STDLIB_HANDLER_NAME]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+        stamina.instrumentation.set_on_retry_hooks(None)
+        structlog.reset_defaults()
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["api_retry", "api_retry"]
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", event) for event in events)
 
 
 @pytest.mark.anyio

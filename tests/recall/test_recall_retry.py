@@ -170,7 +170,10 @@ def test_retry_hook() -> None:
     assert hook(ServerBusy("x")) is True
     assert hook(NetworkError("x")) is True
     assert hook(ServerBusy("x", retry_after=3.0)) == 3.0
-    assert hook(ServerBusy("x", retry_after=600.0)) == 10.0
+    assert hook(ServerBusy("x", retry_after=10.0)) == 10.0
+    # Longer than the in-call budget: not shortened, handed to the job layer instead.
+    assert hook(ServerBusy("x", retry_after=10.5)) is False
+    assert hook(ServerBusy("x", retry_after=600.0)) is False
     assert hook(NotFound("x")) is False
     assert hook(RateLimited("x", retry_after=1.0)) is False
     assert hook(ValueError("x")) is False
