@@ -97,7 +97,7 @@ class Settings:
     # Concurrency and politeness
     concurrency: int = 8
     per_host_concurrency: int = 8
-    per_recording_concurrency: int = 4
+    per_recording_concurrency: int = 8
     api_concurrency: int = 4
     list_rate_limit: int = 60
     retrieve_rate_limit: int = 300
