@@ -11,7 +11,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 REQUIRED_BOXES = frozenset({"ftyp", "moov"})
 MAX_BOXES = 100_000
@@ -80,7 +80,29 @@ def check_mp4_path(path: str | os.PathLike[str]) -> Mp4Check:
         return check_mp4(stream)
 
 
+class _PreadStream:
+    """The two calls ``check_mp4`` makes (seek, read), as ``pread`` on a borrowed descriptor:
+    no ``dup``, no file object, the descriptor's own offset untouched."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.offset = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise ValueError("only absolute seeks")
+        self.offset = offset
+        return offset
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self.fd, size, self.offset)
+        self.offset += len(data)
+        return data
+
+
 def check_mp4_fd(fd: int, size: int) -> Mp4Check:
-    """Check through an already-open descriptor (not closed here; its offset is not used)."""
-    with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
-        return check_mp4(stream, size)
+    """Check through an already-open descriptor (not closed here; its offset is not used).
+
+    Reads only the top-level box headers (a few ``pread`` calls of 8-16 bytes from the page
+    cache for a freshly written file), never the body."""
+    return check_mp4(cast("BinaryIO", _PreadStream(fd)), size)

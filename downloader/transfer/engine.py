@@ -8,12 +8,13 @@ Third-party errors (aiohttp, OSError) are translated to ``downloader.errors`` he
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 import aiohttp
 import anyio
@@ -32,7 +33,9 @@ from downloader.errors import (
     RetryLater,
     StopService,
 )
-from downloader.transfer.partfile import FsyncFailed, PartFile, discard, partial_path, publish
+from downloader.mp4check import Mp4Check
+from downloader.transfer import workers
+from downloader.transfer.partfile import FsyncFailed, PartFile, discard, partial_path
 from downloader.transfer.plan import (
     FRESH,
     Action,
@@ -48,7 +51,6 @@ from downloader.transfer.session import ensure_media_session
 from downloader.transfer.settings import ERROR_BODY_LIMIT, TransferSettings
 from downloader.urlpolicy import UrlPolicy, redact_url
 
-P = ParamSpec("P")
 T = TypeVar("T")
 Buffer: TypeAlias = bytes | memoryview
 OnCheckpoint = Callable[[Checkpoint], Awaitable[None]]
@@ -92,12 +94,17 @@ def _network_error(exc: BaseException, url: URL) -> RetryLater:
     return NetworkError(f"{type(exc).__name__} talking to {where}")
 
 
-async def _thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs))
-
-
 class _Transfer:
-    """State of one ``download_part`` call (a single part, a single partial file)."""
+    """State of one ``download_part`` call (a single part, a single partial file).
+
+    Writes are pipelined: a batch of half the write buffer goes to a worker thread (write,
+    hash, and an fsync when a checkpoint is due) while the next half is received; at most
+    one such call is in flight, so memory stays bounded by the write buffer plus aiohttp's
+    read buffer. A checkpoint is recorded only after its fsync has returned, and never more
+    than ``checkpoint_bytes`` received bytes are outside the recorded checkpoint (on disk
+    and in memory together): fsyncs start every ``checkpoint_bytes`` less half a buffer, so
+    the next half can fill while one runs.
+    """
 
     def __init__(
         self,
@@ -117,74 +124,134 @@ class _Transfer:
         self.settings = settings
         self.policy = policy
         self.on_checkpoint = on_checkpoint
-        self.offset = 0  # bytes written to the partial file (and hashed)
-        self.synced = 0  # bytes covered by the last checkpoint
+        self.offset = 0  # bytes handed to the file (written and hashed once settled)
+        self.synced = 0  # bytes covered by the last recorded checkpoint
+        # received, not yet handed to the file: salvage writes exactly this, never more
+        self.batch: list[Buffer] = []
+        self.size = 0
+        self.half = _half_buffer(settings)
+        self.step = _sync_step(settings)
+        self.next_sync = 0  # the offset at which the next fsync is handed over
+        # the call in flight: its future, the offset it ends at, whether it fsyncs, for what
+        self.inflight: asyncio.Future[None] | None = None
+        self.inflight_end = 0
+        self.inflight_sync = False
+        self.inflight_position: Position = FRESH
         self.log = _log.bind(part=final.name, host=url.host)
 
     # -- disk ------------------------------------------------------------------------------
 
-    async def _disk(self, doing: str, func: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
+    async def _disk(self, doing: str, func: Callable[..., T], *args: object) -> T:
+        return await self._outcome(doing, workers.start(func, *args))
+
+    async def _outcome(self, doing: str, future: asyncio.Future[T]) -> T:
         try:
-            return await _thread(func, *args, **kw)
+            return await workers.wait(future)
         except FsyncFailed as exc:
             raise await self._discard(exc.cause) from exc.cause
         except OSError as exc:
-            raise _os_error(exc, self.file.path, doing) from exc
+            error = _os_error(exc, self.file.path, doing)
+            if isinstance(error, DiskFull) and not self.file.closed:
+                # keep the partial file, but give back what the checkpoint does not cover
+                with contextlib.suppress(OSError):
+                    await workers.run_sync(self.file.reset, self.synced, False)
+            raise error from exc
 
     async def _discard(self, cause: OSError) -> DiscardPartial:
         """An fsync failed: never retry it on the same data; start the part over."""
         self.log.error("fsync_failed", path=str(self.file.path), error=str(cause))
-        await _thread(discard, self.file.path)
+        await workers.run_sync(discard, self.file.path)
         return DiscardPartial(f"fsync failed on {self.file.path}: {cause.strerror or cause}")
 
     async def _reset(self, position: Position, *, rehash: bool = True) -> None:
         """Make the partial file hold exactly ``position.offset`` trusted (hashed) bytes."""
-        await self._disk("truncating", self.file.reset, position.offset, rehash)
-        self.offset = position.offset
-        if position.offset == 0 and self.synced > 0:
+        await self._settle()
+        offset = position.offset
+        file = self.file
+        if file.length != offset or (rehash and file.hashed != offset):
+            await self._disk("truncating", file.reset, offset, rehash)
+        elif offset != file.hashed:  # what ``reset`` would do, without the syscall
+            file.drop_hash()
+        self.offset = offset
+        if offset == 0 and self.synced > 0:
             self.synced = 0
             await self._emit(position)  # the old checkpoint describes bytes we just dropped
-        self.synced = position.offset
+        self.synced = offset
 
-    async def _write(self, batch: list[Buffer], size: int, position: Position, sync: bool) -> None:
-        end = self.offset + size
-        if position.total is not None and end > position.total:
+    def _check_total(self, position: Position) -> None:
+        if position.total is not None and self.offset + self.size > position.total:
             raise InvalidResponse(f"server sent more than the announced {position.total} bytes")
+
+    async def _hand(self, position: Position, sync: bool) -> None:
+        """Settle the call in flight, then hand the batch to the file without waiting."""
+        self._check_total(position)
+        await self._settle()
+        batch, size = self.batch, self.size
+        self.batch, self.size = [], 0
+        self.inflight = workers.start(self.file.write, batch, self.offset, sync)
+        self.offset += size
+        self.inflight_end, self.inflight_sync, self.inflight_position = self.offset, sync, position
+
+    async def _settle(self) -> None:
+        """Wait for the call in flight; record its checkpoint once its fsync has returned."""
+        future = self.inflight
+        if future is None:
+            return
+        self.inflight = None
         try:
-            await self._disk("writing", self.file.write, batch, self.offset, sync)
-        except DiskFull:
-            # keep the partial file, but give back what the checkpoint does not cover
-            with contextlib.suppress(OSError):
-                await _thread(self.file.reset, self.synced, False)
-            raise
-        except anyio.get_cancelled_exc_class():
-            # A write already handed to its thread finishes there even when we are
-            # cancelled: the file, not this coroutine, knows how far it got.
-            self.offset = self.file.hashed
-            raise
-        self.offset = end
-        if sync:
-            self.synced = end
-            await self._emit(position)
+            await self._outcome("writing", future)
+        finally:
+            self.offset = self.file.hashed  # the file, not this coroutine, knows how far it got
+        if self.inflight_sync:
+            self.synced = self.inflight_end
+            await self._emit(self.inflight_position)
 
     async def _emit(self, position: Position) -> None:
         if self.on_checkpoint is not None:
             await self.on_checkpoint(Checkpoint(self.synced, position.etag, position.total))
 
-    async def _salvage(self, batch: list[Buffer], size: int, position: Position) -> None:
+    async def _commit(self, position: Position, verify: bool) -> Mp4Check:
+        """Settle, then write the batch, fsync, and (if asked) check: one thread hop."""
+        self._check_total(position)
+        await self._settle()
+        batch, self.batch, self.size = self.batch, [], 0
+        future = workers.start(self.file.finish, batch, self.offset, verify)
+        try:
+            return await self._outcome("syncing", future)
+        finally:
+            self.offset = self.file.hashed
+
+    async def _salvage(self, position: Position) -> None:
         """After a broken body: keep what arrived (write, fsync, checkpoint) for the retry."""
-        if batch:
-            await self._write(batch, size, position, sync=False)
-        if self.offset > self.synced:
-            await self._disk("syncing", self.file.sync)
+        await self._settle()
+        if self.size or self.offset > self.synced:
+            await self._commit(position, verify=False)
             self.synced = self.offset
             await self._emit(position)
+
+    async def _salvage_quietly(self, position: Position) -> None:
+        try:
+            await self._salvage(position)
+        except RecallDlError as exc:
+            self.log.warning("salvage_failed", reason=exc.reason)
+
+    async def close(self) -> None:
+        """Wait out a call still in flight (an error path), then close the file."""
+        future, self.inflight = self.inflight, None
+        if future is not None:
+            try:
+                await workers.wait(future)
+            except FsyncFailed as exc:  # never trust that data again, whatever happens next
+                await self._discard(exc.cause)
+            except OSError:
+                pass  # the error that brought us here is the one to report
+        if not self.file.closed:
+            await workers.run_sync(self.file.close)
 
     # -- network ---------------------------------------------------------------------------
 
     async def run(self, checkpoint: Checkpoint | None) -> TransferResult:
-        size = await self._disk("inspecting", self.file.size)
-        position = plan_start(checkpoint, size)
+        position = plan_start(checkpoint, self.file.length)
         self.log.debug("transfer_start", offset=position.offset, reason=position.reason)
         self.synced = checkpoint.offset if checkpoint is not None else 0
         await self._reset(position, rehash=False)
@@ -224,62 +291,74 @@ class _Transfer:
                 await self._stream(resp, url, decision.position)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _network_error(exc, url) from exc
-        after = Position(self.offset, decision.position.etag, decision.position.total, "")
-        if after.total is None:  # no length announced: the clean end of the body is the end
-            after = Position(self.offset, after.etag, self.offset, "body ended")
-        if after.complete:
-            return await self._finish(after)
+        etag, total = decision.position.etag, decision.position.total
+        received = self.offset + self.size
+        if total is None:  # no length announced: the clean end of the body is the end
+            total = received
+        if received == total:
+            return await self._finish(Position(received, etag, total, "body ended"))
+        if self.size:
+            await self._hand(decision.position, sync=False)
+        await self._settle()
         if self.offset == start:
-            raise IncompleteBody(f"body ended at {self.offset} of {after.total} bytes")
-        return url, after
+            raise IncompleteBody(f"body ended at {self.offset} of {total} bytes")
+        return url, Position(self.offset, etag, total, "")
 
     async def _stream(self, resp: aiohttp.ClientResponse, url: URL, position: Position) -> None:
-        """Copy the body in write-buffer batches; checkpoint before more than
-        ``checkpoint_bytes`` would be unsynced (on disk and in memory together)."""
-        batch: list[Buffer] = []
-        size = 0
-        buffer_limit = self.settings.write_buffer_bytes
-        checkpoint_limit = self.settings.checkpoint_bytes
+        """Copy the body in half-write-buffer batches. The last batch stays in ``self.batch``
+        for ``_finish`` to write with the final fsync (one hop)."""
+        self.batch, self.size = [], 0
+        self.next_sync = self.synced + self.step
+        room = min(self.step, self.half)  # bytes the batch takes before anything is due
         try:
             async for data, _ in resp.content.iter_chunks():
-                chunk: Buffer = data
-                room = checkpoint_limit - (self.offset - self.synced) - size
-                # ``batch`` only ever holds bytes not yet handed to a write: what a
-                # cancelled or failed write took is the file's business (see _write), and
-                # salvage must never write it a second time.
-                while len(chunk) >= room:  # a checkpoint falls inside this chunk
-                    head, chunk = memoryview(chunk)[:room], memoryview(chunk)[room:]
-                    taken, taken_size = [*batch, head], size + room
-                    batch, size = [], 0
-                    await self._write(taken, taken_size, position, sync=True)
-                    room = checkpoint_limit
-                if not chunk:
-                    continue
-                batch.append(chunk)
-                size += len(chunk)
-                if size >= buffer_limit:
-                    taken, taken_size = batch, size
-                    batch, size = [], 0
-                    await self._write(taken, taken_size, position, sync=False)
-            if batch:
-                taken, taken_size = batch, size
-                batch, size = [], 0
-                await self._write(taken, taken_size, position, sync=False)
+                if len(data) < room:  # the common case: just collect
+                    self.batch.append(data)
+                    self.size += len(data)
+                    room -= len(data)
+                else:
+                    room = await self._take(data, position)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _network_error(exc, url)
-            self.log.info("transfer_interrupted", reason=error.reason, offset=self.offset + size)
-            await self._salvage(batch, size, position)
+            received = self.offset + self.size
+            self.log.info("transfer_interrupted", reason=error.reason, offset=received)
+            await self._salvage(position)
             raise error from exc
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(SALVAGE_SECONDS):
-                await self._salvage_quietly(batch, size, position)
+                await self._salvage_quietly(position)
             raise
 
-    async def _salvage_quietly(self, batch: list[Buffer], size: int, position: Position) -> None:
-        try:
-            await self._salvage(batch, size, position)
-        except RecallDlError as exc:
-            self.log.warning("salvage_failed", reason=exc.reason)
+    async def _take(self, chunk: Buffer, position: Position) -> int:
+        """Add a chunk that fills the batch or reaches a checkpoint: hand over what is due
+        (splitting the chunk at the checkpoint), and return the room left in the batch."""
+        interval = self.settings.checkpoint_bytes
+        while True:
+            received = self.offset + self.size
+            limit = self.next_sync - received
+            if self.inflight is not None and self.inflight_sync:
+                # the fsync in flight is not recorded yet: what we hold beyond the last
+                # recorded checkpoint must stay within one interval
+                limit = min(limit, self.synced + interval - received)
+                if limit <= 0:
+                    await self._settle()
+                    continue
+            if not chunk:
+                return min(limit, self.half - self.size)
+            if len(chunk) <= limit:
+                self.batch.append(chunk)
+                self.size += len(chunk)
+                chunk = b""
+            else:
+                view = memoryview(chunk)
+                self.batch.append(view[:limit])
+                self.size += limit
+                chunk = view[limit:]
+            if self.offset + self.size == self.next_sync:
+                await self._hand(position, sync=True)
+                self.next_sync += self.step
+            elif self.size >= self.half:
+                await self._hand(position, sync=False)
 
     def _redirect(self, url: URL, resp: aiohttp.ClientResponse) -> URL:
         location = resp.headers.get("Location")
@@ -294,26 +373,39 @@ class _Transfer:
         return target
 
     async def _finish(self, position: Position) -> TransferResult:
+        """Last batch + fsync + MP4 check (one hop), checkpoint, then rename + directory
+        fsync + close (one hop)."""
         total = position.total
-        if total is None or self.offset != total:
-            raise IncompleteBody(f"have {self.offset} bytes, announced {total}")
-        await self._disk("syncing", self.file.sync)
-        if self.settings.verify_mp4:
-            report = await self._disk("checking", self.file.check_mp4)
-            if not report.ok:
-                self.log.warning("mp4_invalid", problem=report.problem)
-                raise InvalidResponse(f"not a well-formed MP4: {report.problem}")
+        if total is None or self.offset + self.size != total:
+            raise IncompleteBody(f"have {self.offset + self.size} bytes, announced {total}")
+        report = await self._commit(position, self.settings.verify_mp4)
+        if not report.ok:
+            self.log.warning("mp4_invalid", problem=report.problem)
+            raise InvalidResponse(f"not a well-formed MP4: {report.problem}")
         if self.synced != total:
             self.synced = total
             await self._emit(position)
         try:
-            await self._disk("publishing", publish, self.file.path, self.final)
+            await self._disk("publishing", self.file.publish, self.final)
         except DiscardPartial:
-            await _thread(discard, self.final)  # renamed but not durably: not "complete"
+            await workers.run_sync(discard, self.final)  # renamed but not durably: not "complete"
             raise
         digest = self.file.hexdigest()
         self.log.info("part_downloaded", bytes=total, sha256=digest)
         return TransferResult(self.final, total, digest, position.etag)
+
+
+def _half_buffer(settings: TransferSettings) -> int:
+    """A batch is half the write buffer: one half is written while the other fills."""
+    return max(1, settings.write_buffer_bytes // 2)
+
+
+def _sync_step(settings: TransferSettings) -> int:
+    """Bytes between fsyncs: half a write buffer short of the interval when that leaves at
+    least a half, so the next batch can fill while the fsync runs without the bytes beyond
+    the recorded checkpoint (on disk and in memory) passing the interval."""
+    interval, half = settings.checkpoint_bytes, _half_buffer(settings)
+    return interval - half if interval >= 2 * half else interval
 
 
 def _response_facts(resp: aiohttp.ClientResponse) -> Response:
@@ -365,8 +457,7 @@ async def download_part(
     final = Path(final_path)
     partial = partial_path(final)
     try:
-        await _thread(final.parent.mkdir, parents=True, exist_ok=True)
-        file = await _thread(PartFile.open, partial)
+        file = await workers.run_sync(partial_file, partial)
     except OSError as exc:
         raise _os_error(exc, partial, "opening") from exc
     job = _Transfer(
@@ -382,4 +473,9 @@ async def download_part(
         return await job.run(checkpoint)
     finally:
         with anyio.CancelScope(shield=True):
-            await _thread(file.close)
+            await job.close()
+
+
+def partial_file(partial: Path) -> PartFile:
+    """Open (creating its folder if needed) and lock the partial file: one thread hop."""
+    return PartFile.open(partial, make_parents=True)

@@ -2,7 +2,9 @@
 
 One call per write buffer (MiBs): ``pwritev`` at the committed offset, SHA-256 update (hashlib
 releases the GIL), and an fsync when a checkpoint is due. The partial file is opened with
-``O_NOFOLLOW`` and must be a regular file.
+``O_NOFOLLOW`` and must be a regular file. The end of a transfer is two calls: ``finish``
+(last batch, fsync, MP4 check) and ``publish`` (rename, directory fsync shared with the
+renames into the same folder that happened meanwhile, close).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import os
 import stat
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -76,14 +79,15 @@ def _sync(fd: int) -> None:
 class PartFile:
     """An open partial file and the SHA-256 of its first ``hashed`` bytes."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, length: int = 0) -> None:
         self.path = path
         self.fd = fd
         self.hasher: _Hash = hashlib.sha256()
         self.hashed = 0
+        self.length = length  # the file's size as of the last open, write or truncate
 
     @classmethod
-    def open(cls, path: Path) -> PartFile:
+    def open(cls, path: Path, *, make_parents: bool = False) -> PartFile:
         """Open or create without following a symlink; refuse anything but a regular file.
 
         The file is locked (``flock``) for as long as it is open: a worker whose lease was
@@ -92,27 +96,45 @@ class PartFile:
         interleave. The second opener gets ``EWOULDBLOCK`` and tries again later.
         """
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o666)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            if not make_parents:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o666)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd)
+        return cls(path, fd, info.st_size)
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
 
     def size(self) -> int:
-        return os.fstat(self.fd).st_size
+        self.length = os.fstat(self.fd).st_size
+        return self.length
 
     def reset(self, offset: int, rehash: bool = True) -> None:
         """Keep only the first ``offset`` bytes; hash them now (re-reading) or lazily later."""
         os.ftruncate(self.fd, offset)
+        self.length = offset
         if offset != self.hashed:
             self.hasher = hashlib.sha256()
             self.hashed = 0
         if rehash:
             self._hash_prefix(offset)
+
+    def drop_hash(self) -> None:
+        """Forget the hash state (the next ``reset`` with ``rehash`` rebuilds it)."""
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
 
     def _hash_prefix(self, offset: int) -> None:
         buffer = bytearray(min(READ_BLOCK, max(offset, 1)))
@@ -131,6 +153,7 @@ class PartFile:
             raise RuntimeError(f"write at {offset} but {self.hashed} bytes hashed")
         pending: list[memoryview] = [memoryview(c) for c in chunks]
         position = offset
+        length, self.length = self.length, -1  # unknown until every byte is written
         while pending:
             batch = pending[:IOV_MAX]
             written = os.pwritev(self.fd, batch, position)
@@ -147,8 +170,16 @@ class PartFile:
         for chunk in chunks:
             self.hasher.update(chunk)
         self.hashed = position
+        self.length = max(length, position)
         if sync:
             _sync(self.fd)
+
+    def finish(self, chunks: Sequence[bytes | memoryview], offset: int, verify: bool) -> Mp4Check:
+        """The last batch, then fsync, then (if asked) the structural check: one thread hop."""
+        self.write(chunks, offset, sync=True)
+        if verify:
+            return self.check_mp4()
+        return Mp4Check(True, None, ())
 
     def sync(self) -> None:
         _sync(self.fd)
@@ -159,19 +190,98 @@ class PartFile:
     def hexdigest(self) -> str:
         return self.hasher.hexdigest()
 
+    def publish(self, final: Path) -> None:
+        """Rename to ``final``, make the rename durable, and close (the lock goes with it)."""
+        try:
+            publish(self.path, final)
+        finally:
+            self.close()
+
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+class _DirSyncs:
+    """Directory fsyncs shared between the renames into one folder (group commit).
+
+    A rename is durable once an fsync of its directory that *started after* it has returned.
+    Renames that land while such an fsync runs wait for the next one, which a single caller
+    issues for all of them; 8 small files finishing together cost one or two directory
+    fsyncs instead of eight. An error is reported to every rename that fsync was to cover.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._dirs: dict[str, _DirState] = {}
+
+    def sync(self, directory: Path) -> None:
+        key = os.fspath(directory)
+        with self._cond:
+            state = self._dirs.get(key)
+            if state is None:
+                state = self._dirs[key] = _DirState()
+            state.users += 1
+            ticket = state.started + 1  # the first fsync to start from now on covers us
+            try:
+                while state.done < ticket:
+                    if state.running:
+                        self._cond.wait()
+                        continue
+                    state.running = True
+                    state.started += 1
+                    generation = state.started
+                    error: OSError | FsyncFailed | None = None
+                    self._cond.release()
+                    try:
+                        _fsync_dir(key)
+                    except (OSError, FsyncFailed) as exc:
+                        error = exc
+                    finally:
+                        self._cond.acquire()
+                        state.running = False
+                        state.done = generation
+                        if error is not None:
+                            state.errors[generation] = error
+                        self._cond.notify_all()
+                failed = state.errors.get(ticket)
+            finally:
+                state.users -= 1
+                if state.users == 0:
+                    del self._dirs[key]
+        if isinstance(failed, FsyncFailed):
+            raise FsyncFailed(failed.cause)
+        if failed is not None:  # opening the directory failed: one fresh error per caller
+            raise OSError(failed.errno, failed.strerror, failed.filename)
+
+
+class _DirState:
+    __slots__ = ("done", "errors", "running", "started", "users")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.done = 0
+        self.running = False
+        self.users = 0
+        self.errors: dict[int, OSError | FsyncFailed] = {}
+
+
+def _fsync_dir(directory: str) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _sync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+_DIR_SYNCS = _DirSyncs()
 
 
 def publish(partial: Path, final: Path) -> None:
     """Rename the verified partial file to its final name and make the rename durable."""
     os.replace(partial, final)
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    dir_fd = os.open(final.parent, flags)
-    try:
-        _sync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _DIR_SYNCS.sync(final.parent)
 
 
 def discard(path: Path) -> None:
