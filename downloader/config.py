@@ -99,6 +99,7 @@ class Settings:
     per_host_concurrency: int = 8
     per_recording_concurrency: int = 8
     api_concurrency: int = 4
+    poll_concurrency: int = 2
     list_rate_limit: int = 60
     retrieve_rate_limit: int = 300
     rate_window_seconds: float = 60.0
@@ -336,6 +337,7 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
         "per_host_concurrency",
         "per_recording_concurrency",
         "api_concurrency",
+        "poll_concurrency",
         "list_rate_limit",
         "retrieve_rate_limit",
         "chunk_bytes",

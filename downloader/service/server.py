@@ -56,6 +56,7 @@ RELOADABLE = frozenset(
     {
         "concurrency",
         "api_concurrency",
+        "poll_concurrency",
         "per_host_concurrency",
         "per_recording_concurrency",
         "log_level",
@@ -293,7 +294,7 @@ class Service:
         if self._draining or not self._pools or self._workers is None:
             return
         poll, api, transfer = self._pools
-        poll.resize(self._workers, self.settings.api_concurrency)
+        poll.resize(self._workers, self.settings.poll_concurrency)
         api.resize(self._workers, self.settings.api_concurrency)
         transfer.resize(self._workers, self.settings.concurrency)
         for pool in self._pools:
