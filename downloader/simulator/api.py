@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,10 +56,27 @@ Request ID: sim-waf
 </BODY></HTML>"""  # noqa: E501
 
 
+# DRF's messages (rest_framework.exceptions, authtoken): recall-api.md §1 infers DRF; the
+# exact bodies are not documented.
+NOT_AUTHENTICATED = "Authentication credentials were not provided."
+INVALID_TOKEN = "Invalid token."  # noqa: S105 (a message, not a password)
+# Filter enumerations (recall-api.md §3, §4), checked as django-filter's choice fields do.
+BOT_STATUSES = frozenset(
+    {
+        "ready", "joining_call", "in_waiting_room", "in_call_not_recording",
+        "recording_permission_allowed", "recording_permission_denied", "in_call_recording",
+        "recording_done", "call_ended", "done", "fatal", "media_expired", "analysis_done",
+        "analysis_failed",
+    }
+)  # fmt: skip
+RECORDING_STATUS_CODES = frozenset({"processing", "paused", "done", "failed"})
+VIDEO_SEPARATE_STATUS_CODES = frozenset({"processing", "done", "failed"})
+
+
 class BadFilter(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.body = {field: [message]}
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.body = errors
 
 
 def detail(status: int, text: str, **headers: str) -> web.Response:
@@ -120,9 +138,11 @@ def _gate(state: SimState) -> Any:
         state.stats.requests[name] += 1
         if name == "stats":
             return await handler(request)
-        auth = request.headers.get("Authorization", "")
+        auth = request.headers.get("Authorization", "").strip()
+        if not auth:  # DRF: no credentials at all is NotAuthenticated, not a bad token
+            return detail(401, NOT_AUTHENTICATED, **{"WWW-Authenticate": "Token"})
         if auth.removeprefix("Token ").strip() != key or not key:
-            return detail(401, "Invalid token.")
+            return detail(401, INVALID_TOKEN, **{"WWW-Authenticate": "Token"})
         rate_class = RATE_CLASS[name]
         state.note_api_request(rate_class)
         if state.faults.fire("api_5xx"):
@@ -144,14 +164,67 @@ def _gate(state: SimState) -> Any:
     return middleware
 
 
-def _time(query: MultiDict[str], field: str) -> int | None:
-    raw = query.get(field)
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse_iso(raw)
-    except ValueError:
-        raise BadFilter(field, "Enter a valid date/time.") from None
+class _Query:
+    """Filter parameters read like django-filter's FilterSet: every invalid field is reported,
+    together, as a 400 ``{field: [message]}`` before pagination is looked at."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.query = MultiDict(request.query)
+        self.errors: dict[str, list[str]] = {}
+
+    def _raw(self, field: str) -> str | None:
+        raw = self.query.get(field)
+        return None if raw is None or raw == "" else raw
+
+    def _bad(self, field: str, message: str) -> None:
+        self.errors.setdefault(field, []).append(message)
+
+    def time(self, field: str) -> int | None:
+        raw = self._raw(field)
+        if raw is None:
+            return None
+        try:
+            return parse_iso(raw)
+        except ValueError:
+            self._bad(field, "Enter a valid date/time.")
+            return None
+
+    def choice(self, field: str, choices: frozenset[str]) -> str | None:
+        raw = self._raw(field)
+        if raw is not None and raw not in choices:
+            self._bad(field, _invalid_choice(raw))
+            return None
+        return raw
+
+    def choices(self, field: str, choices: frozenset[str]) -> frozenset[str]:
+        """A multiple-choice filter (repeated, or comma-separated as the simulator allows)."""
+        values = [s for value in self.query.getall(field, []) for s in value.split(",") if s]
+        unknown = [v for v in values if v not in choices]
+        if unknown:
+            self._bad(field, _invalid_choice(unknown[0]))
+        return frozenset(values)
+
+    def uuid_field(self, field: str) -> str | None:
+        raw = self._raw(field)
+        if raw is None:
+            return None
+        try:
+            uuid.UUID(raw)
+        except ValueError:
+            self._bad(field, "Enter a valid UUID.")
+            return None
+        return raw
+
+    def text(self, field: str) -> str | None:
+        return self._raw(field)
+
+    def check(self) -> None:
+        if self.errors:
+            raise BadFilter(self.errors)
+
+
+def _invalid_choice(value: str) -> str:
+    return f"Select a valid choice. {value} is not one of the available choices."
 
 
 class _Views:
@@ -185,22 +258,23 @@ class _Views:
         return web.json_response(self.render.video_separate(rec, now))
 
     async def bot_list(self, request: web.Request) -> web.Response:
-        query = MultiDict(request.query)
-        raw_page = query.get("page", "1")
-        if not raw_page.isdigit() or int(raw_page) < 1:
-            return detail(404, "Invalid page.")
-        page = int(raw_page)
-        statuses = frozenset(
-            s for value in query.getall("status", []) for s in value.split(",") if s
-        )
+        query = _Query(request)
         metadata = tuple(
             (k.removeprefix("metadata__"), v)
-            for k, v in query.items()
+            for k, v in query.query.items()
             if k.startswith("metadata__")
         )
         flt = queries.BotFilter(
-            _time(query, "join_at_after"), _time(query, "join_at_before"), statuses, metadata
+            query.time("join_at_after"),
+            query.time("join_at_before"),
+            query.choices("status", BOT_STATUSES),
+            metadata,
         )
+        query.check()
+        raw_page = query.query.get("page", "1")
+        if not raw_page.isdigit() or int(raw_page) < 1:
+            return detail(404, "Invalid page.")
+        page = int(raw_page)
         size = self.state.config.page_size
         now = self.state.clock.now_us()
         count, bots = queries.bot_page(self.world, now, flt, page, size)
@@ -230,19 +304,21 @@ class _Views:
         return await self._cursor_list(request, video_separate=True)
 
     async def _cursor_list(self, request: web.Request, *, video_separate: bool) -> web.Response:
-        query = MultiDict(request.query)
+        query = _Query(request)
+        codes = VIDEO_SEPARATE_STATUS_CODES if video_separate else RECORDING_STATUS_CODES
+        flt = queries.MediaFilter(
+            created_after=query.time("created_at_after"),
+            created_before=query.time("created_at_before"),
+            status_code=query.choice("status_code", codes),
+            bot_id=None if video_separate else query.text("bot_id"),
+            recording_id=query.uuid_field("recording_id") if video_separate else None,
+        )
+        query.check()
         cursor = None
-        if query.get("cursor"):
-            cursor = queries.Cursor.decode(query["cursor"])
+        if query.query.get("cursor"):
+            cursor = queries.Cursor.decode(query.query["cursor"])
             if cursor is None:
                 return detail(404, "Invalid cursor")
-        flt = queries.MediaFilter(
-            created_after=_time(query, "created_at_after"),
-            created_before=_time(query, "created_at_before"),
-            status_code=query.get("status_code") or None,
-            bot_id=None if video_separate else (query.get("bot_id") or None),
-            recording_id=(query.get("recording_id") or None) if video_separate else None,
-        )
         now = self.state.clock.now_us()
         pick = queries.video_separate_streams if video_separate else queries.recording_streams
         page = queries.cursor_page(pick(self.world, now, flt), cursor, self.state.config.page_size)

@@ -14,10 +14,22 @@ from typing import TextIO
 
 from yarl import URL
 
-from .config import DEFAULT_URL_TTL_SECONDS, SimulatorConfig, parse_faults, parse_size
-from .server import Simulator
+from .config import (
+    DEFAULT_FATAL_SUB_CODE,
+    DEFAULT_URL_TTL_SECONDS,
+    SimulatorConfig,
+    parse_faults,
+    parse_size,
+)
+from .server import ListenError, Simulator
 
 DEFAULT_PORT = 8000
+EXIT_USAGE = 2
+SPECIAL_LABELS = {
+    "fatal": f"fatal bots (sub_code {DEFAULT_FATAL_SUB_CODE})",
+    "video_separate_failed": "bots whose video_separate failed",
+    "no_video_separate": "bots without video_separate",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +61,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--arrival-interval", type=float, default=None, help="a new bot every N seconds")
     add("--faults", type=parse_faults, default=d.faults, metavar="SPEC",
         help='e.g. "5xx=0.1,429=3,truncate=0.2,stall=1,stall_seconds=5"')  # fmt: skip
+    add(
+        "--retention-hours",
+        type=float,
+        default=None,
+        metavar="H",
+        help="recordings expire H hours after they are done (expires_at); default: never",
+    )
+    add(
+        "--fatal-bots",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also add N bots that end fatal (sub_code bot_errored) and record nothing",
+    )
+    add(
+        "--failed-video-separate-bots",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also add N bots that record but whose video_separate ends failed",
+    )
+    add(
+        "--no-video-separate-bots",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also add N bots recorded without video_separate_mp4 (none is ever listed)",
+    )
     add("--api-key", default=d.api_key)
     add("--throttle", type=parse_size, default=None, help="media bytes/s per response")
     add("--webhook-url", default=None)
@@ -78,6 +118,10 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         throttle_bytes_per_sec=args.throttle,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        retention_hours=args.retention_hours,
+        fatal_bots=args.fatal_bots,
+        failed_video_separate_bots=args.failed_video_separate_bots,
+        no_video_separate_bots=args.no_video_separate_bots,
     )
 
 
@@ -93,6 +137,10 @@ def announce(sim: Simulator, out: TextIO, *, max_ids: int = 1000) -> None:
     out.writelines(f"{bot_id}\n" for bot_id in ids[:max_ids])
     if len(ids) > max_ids:
         out.write(f"... and {len(ids) - max_ids} more (GET /api/v1/bot/)\n")
+    for outcome, label in SPECIAL_LABELS.items():
+        special = [b.id for b in sim.state.world.added if b.spec.outcome == outcome]
+        if special:
+            out.write(f"{label}: {' '.join(special)}\n")
     out.flush()
 
 
@@ -115,9 +163,23 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except ValueError as exc:
         print(f"recall-dl simulate: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(serve(config, sys.stdout))
+        return EXIT_USAGE
+    try:
+        asyncio.run(serve(config, sys.stdout))
+    except ListenError as exc:
+        print(f"recall-dl simulate: {listen_problem(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
+
+
+def listen_problem(exc: ListenError) -> str:
+    where = f"{exc.host}:{exc.port}"
+    if exc.in_use:
+        return (
+            f"port {exc.port} is already in use ({where}); choose another with --port N, "
+            "or --port 0 for a free one"
+        )
+    return f"cannot listen on {where}: {exc.strerror} (check --host and --port)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,11 @@ DEFAULT_FAULT_RETRY_AFTER = 1
 DEFAULT_FATAL_SUB_CODE = "bot_errored"
 DEFAULT_FAILED_SUB_CODE = "video_separate_processing_failed"
 MIN_PART_SIZE = 256  # room for ftyp + mdat header + unique prefix + moov
+# recording_config.retention (recall-api.md §8): hours of a "timed" retention, "forever", or
+# None (not set: the workspace default; for the simulator's workspace that keeps media forever,
+# like accounts created after 2025-06-12, so the API shows ``retention: null``).
+Retention = float | Literal["forever"] | None
+FOREVER = "forever"
 
 
 class Lifecycle(NamedTuple):
@@ -92,8 +97,12 @@ class BotSpec:
     part_size: int | None = None
     bot_name: str = "Recall Simulator Bot"
     platform: str = "zoom"
+    # Hours of a timed retention (``expires_at`` = the recording's done time + hours),
+    # "forever", or None for the workspace's ``SimulatorConfig.retention_hours``.
+    retention: Retention = None
 
     def __post_init__(self) -> None:
+        check_retention(self.retention, "retention")
         if self.outcome not in OUTCOMES:
             raise ValueError(
                 f"unknown outcome {self.outcome!r}; expected one of {sorted(OUTCOMES)}"
@@ -104,6 +113,21 @@ class BotSpec:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
         object.__setattr__(self, "participants", tuple(self.participants))
         object.__setattr__(self, "lifecycle", as_lifecycle(self.lifecycle))
+
+
+MAX_RETENTION_HOURS = 100 * 366 * 24  # expiry instants stay well inside datetime's range
+
+
+def check_retention(value: object, name: str, *, forever: bool = True) -> None:
+    if value is None or (forever and value == FOREVER):
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 < value <= MAX_RETENTION_HOURS:  # type: ignore[operator]
+        allowed = " or 'forever'" if forever else " (None keeps media forever)"
+        raise ValueError(
+            f"{name} must be a number of hours in (0, {MAX_RETENTION_HOURS}]{allowed}, "
+            f"got {value!r}"
+        )
 
 
 FAULT_KNOBS: tuple[str, ...] = (
@@ -238,6 +262,13 @@ class SimulatorConfig:
     created_at_spread_days: float = 0.0
     recordings_per_bot: int = 1
     arrival_interval_seconds: float | None = None
+    # The workspace's retention for bots that set none: hours after a recording is done until
+    # it expires (``expires_at``); None keeps media forever (``expires_at: null``).
+    retention_hours: float | None = None
+    # Bots added at start next to the ordinary ones, each ending badly in its own way.
+    fatal_bots: int = 0  # the bot never records: fatal with sub_code bot_errored
+    failed_video_separate_bots: int = 0  # recorded, but the video_separate ends "failed"
+    no_video_separate_bots: int = 0  # recorded without recording_config.video_separate_mp4
     host: str = "127.0.0.1"
     api_port: int = 0
     manifest_port: int = 0
@@ -260,13 +291,23 @@ class SimulatorConfig:
             (self.time_scale >= 0, "time_scale must be >= 0"),
             (1 <= self.recordings_per_bot <= 255, "recordings_per_bot must be in 1..255"),
             (self.created_at_spread_days >= 0, "created_at_spread_days must be >= 0"),
-            (self.bots < 1 << 32, "too many bots"),
+            (
+                min(self.special_bots) >= 0,
+                "fatal_bots, failed_video_separate_bots and no_video_separate_bots must be >= 0",
+            ),
+            (self.bots + sum(self.special_bots) < 1 << 32, "too many bots"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
         if self.webhook_secret is not None:
             _check_webhook_secret(self.webhook_secret)
+        check_retention(self.retention_hours, "retention_hours", forever=False)
+
+    @property
+    def special_bots(self) -> tuple[int, int, int]:
+        """(fatal, video_separate failed, without video_separate) bots added at start."""
+        return self.fatal_bots, self.failed_video_separate_bots, self.no_video_separate_bots
 
     @property
     def lifecycle(self) -> Lifecycle:

@@ -110,6 +110,8 @@ class MediaHost:
         state = self.state
         stats, faults = state.stats, state.faults
         stats.requests["media"] += 1
+        if "Range" in request.headers:
+            stats.range_requests += 1  # however it is answered (206, 200, 416, 403, ...)
         if self.redirect_target:
             stats.violations["redirect_followed"] += 1
         if "Authorization" in request.headers:
@@ -173,13 +175,16 @@ class MediaHost:
                 ActualObjectSize=str(obj.size),
             )
             refusal.headers["Content-Range"] = f"bytes */{obj.size}"
+            state.stats.range_unsatisfiable += 1
             return refusal
         if isinstance(wanted, tuple):
-            state.stats.range_requests += 1
+            state.stats.partial_responses += 1
             plan = _Plan(206, *wanted)
             headers["Content-Range"] = f"bytes {plan.start}-{plan.end - 1}/{obj.size}"
         else:
             state.stats.full_requests += 1
+            if "Range" in request.headers:  # If-Range mismatch, ignore_range, bad syntax
+                state.stats.range_ignored += 1
             plan = _Plan(200, 0, obj.size)
         if request.method == "GET":
             plan = self._with_faults(plan)

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .clock import US, iso
-from .config import SimulatorConfig
+from .config import FOREVER, SimulatorConfig
 from .ids import Kind, Ref
 from .signing import Signer
 from .world import BotEntry, PartEntry, RecordingEntry, World
@@ -97,7 +97,7 @@ class Renderer:
             "video_mixed_layout": "gallery_view_v2",
             "video_separate_mp4": {"metadata": {}} if has_vs else None,
             "video_mixed_mp4": {},
-            "retention": None,
+            "retention": self._retention(bot),
             "metadata": {},
             "transcript": None,
             "participant_events": {},
@@ -106,17 +106,28 @@ class Renderer:
             "realtime_endpoints": [],
         }
 
+    def _retention(self, bot: BotEntry) -> Json | None:
+        value = self.world.retention(bot)
+        if value is None:
+            return None
+        if value == FOREVER:
+            return {"type": "forever"}
+        hours = float(value)
+        return {"type": "timed", "hours": int(hours) if hours.is_integer() else hours}
+
     # ---- recordings -------------------------------------------------------------------------
 
     def recording(self, rec: RecordingEntry, now: int, *, detail: bool = False) -> Json:
         code, updated = rec.status(now)
         completed = rec.completed_us if now >= rec.completed_us else None
+        # The retention clock starts once the recording is done; until then nothing expires.
+        expires = self.world.expires_us(rec) if code == "done" else None
         body: Json = {
             "id": rec.id,
             "created_at": iso(rec.created_us),
             "started_at": iso(rec.created_us),
             "completed_at": None if completed is None else iso(completed),
-            "expires_at": None,  # retention "forever", the default of current accounts
+            "expires_at": None if expires is None else iso(expires),  # null: kept forever
             "status": {"code": code, "sub_code": None, "updated_at": iso(updated)},
             "media_shortcuts": self._shortcuts(rec, now, code, updated),
             "metadata": {},

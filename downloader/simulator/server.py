@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import threading
 from collections.abc import Callable, Coroutine
@@ -25,6 +26,20 @@ from .state import SimState
 from .webhooks import WebhookSender
 
 T = TypeVar("T")
+
+
+class ListenError(OSError):
+    """A listener could not bind (the port is taken, the address is not ours, ...)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host, self.port = host, port
+
+    @property
+    def in_use(self) -> bool:
+        return self.errno == errno.EADDRINUSE
+
+
 SHUTDOWN_TIMEOUT = 0.5  # stalled media responses must not hold a test's teardown hostage
 REDIRECT_HOST = "127.0.0.2"  # another loopback address: a different origin for redirects
 
@@ -66,7 +81,10 @@ class Simulator:
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(host, port, exc) from exc
         bound_port = runner.addresses[-1][1]
         return f"http://{host}:{bound_port}"
 

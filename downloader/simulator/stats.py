@@ -42,8 +42,11 @@ class Stats:
         self.webhooks: Counter[str] = Counter({"sent": 0, "delivered": 0, "failed": 0})
         self.bytes_served_total = 0
         self.bytes_served_per_part: Counter[str] = Counter()
-        self.range_requests = 0
-        self.full_requests = 0
+        self.range_requests = 0  # media requests carrying a Range header, however answered
+        self.partial_responses = 0  # 206 Partial Content
+        self.range_ignored = 0  # a Range header answered with the whole object (200)
+        self.range_unsatisfiable = 0  # 416
+        self.full_requests = 0  # 200 with the whole object
         self.concurrent_downloads = 0
         self.max_concurrent_downloads = 0
         self._concurrent_per_part: Counter[str] = Counter()
@@ -85,6 +88,9 @@ class Stats:
                 "bytes_served_total": self.bytes_served_total,
                 "bytes_served_per_part": dict(self.bytes_served_per_part),
                 "range_requests": self.range_requests,
+                "partial_responses": self.partial_responses,
+                "range_ignored": self.range_ignored,
+                "range_unsatisfiable": self.range_unsatisfiable,
                 "full_requests": self.full_requests,
                 "concurrent_downloads": self.concurrent_downloads,
                 "max_concurrent_downloads": self.max_concurrent_downloads,

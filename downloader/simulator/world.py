@@ -8,6 +8,7 @@ time (scenario builder, arrivals) are kept explicitly; there are few of them.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +16,20 @@ from functools import cached_property, lru_cache
 
 from . import mp4
 from .clock import US, SimClock
-from .config import BotSpec, Lifecycle, ParticipantSpec, SimulatorConfig
+from .config import (
+    FOREVER,
+    BotSpec,
+    Lifecycle,
+    Outcome,
+    ParticipantSpec,
+    Retention,
+    SimulatorConfig,
+)
 from .ids import MAX_PARTS_PER_RECORDING, IdCodec, Kind, Ref
 from .timeline import Plan, RecordingPlan, StatusChange, build_plan, start_shift
 
+# In the order of SimulatorConfig.special_bots.
+SPECIAL_OUTCOMES: tuple[Outcome, ...] = ("fatal", "video_separate_failed", "no_video_separate")
 MIN_GENERATED_STEP_US = 1000  # ordinary bots start at least 1 ms apart: a total order by time
 _PLATFORMS = ("zoom", "google_meet", "microsoft_teams")
 _NAMES = (
@@ -132,6 +143,14 @@ class World:
         self._objects: Callable[[str, int, int], mp4.Mp4Object] = lru_cache(maxsize=4096)(
             self._build_object
         )
+        self._add_special_bots()
+
+    def _add_special_bots(self) -> None:
+        """The configured bad endings, after the ordinary bots (listed with them in bot_ids)."""
+        for outcome, count in zip(SPECIAL_OUTCOMES, self.config.special_bots, strict=True):
+            for _ in range(count):
+                spec = dataclasses.replace(self.ordinary_spec(self.bot_count), outcome=outcome)
+                self.add_bot(spec, ordinary=True)
 
     # ---- bots -------------------------------------------------------------------------------
 
@@ -208,7 +227,18 @@ class World:
             lifecycle, self.config.time_scale, spec.outcome, spec.sub_code, spec.recordings
         )
 
+    def retention(self, bot: BotEntry) -> Retention:
+        """The bot's own retention, else the workspace's (None: kept forever, not set)."""
+        return bot.spec.retention if bot.spec.retention is not None else self.config.retention_hours
+
     # ---- recordings and video_separates -----------------------------------------------------
+
+    def expires_us(self, recording: RecordingEntry) -> int | None:
+        """When a timed retention ends: it starts when the recording is done (§8)."""
+        hours = self.retention(recording.bot)
+        if hours is None or hours == FOREVER:
+            return None
+        return recording.done_us + round(float(hours) * 3600 * US)
 
     def recording(self, bot: BotEntry, index: int) -> RecordingEntry:
         ref = Ref(bot.index, index)

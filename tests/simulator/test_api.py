@@ -156,6 +156,38 @@ async def test_recording_and_video_separate_filters() -> None:
         assert (bad.status, bad.json()) == (400, {"created_at_after": ["Enter a valid date/time."]})
 
 
+async def test_invalid_filter_values_are_400_with_drf_field_errors() -> None:
+    def choice(value: str) -> list[str]:
+        return [f"Select a valid choice. {value} is not one of the available choices."]
+
+    async with running(UNLIMITED) as c:
+        cases: list[tuple[str, dict[str, str] | list[tuple[str, str]], dict[str, list[str]]]] = [
+            ("/api/v1/video_separate/", {"status_code": "bogus"}, {"status_code": choice("bogus")}),
+            ("/api/v1/recording/", {"status_code": "bogus"}, {"status_code": choice("bogus")}),
+            # "paused" is a recording status (§3) but not a video_separate one (§4).
+            ("/api/v1/video_separate/", {"status_code": "paused"}, {"status_code": choice("paused")}),
+            ("/api/v1/video_separate/", {"recording_id": "not-a-uuid"},
+             {"recording_id": ["Enter a valid UUID."]}),
+            ("/api/v1/bot/", {"status": "zzz"}, {"status": choice("zzz")}),
+            ("/api/v1/bot/", [("status", "done"), ("status", "zzz")], {"status": choice("zzz")}),
+            # Every bad field at once, and before pagination is looked at (DRF filters first).
+            ("/api/v1/video_separate/",
+             {"status_code": "x", "recording_id": "y", "created_at_after": "z", "cursor": "!"},
+             {"status_code": choice("x"), "recording_id": ["Enter a valid UUID."],
+              "created_at_after": ["Enter a valid date/time."]}),
+            ("/api/v1/bot/", {"status": "zzz", "page": "99"}, {"status": choice("zzz")}),
+        ]  # fmt: skip
+        for path, params, errors in cases:
+            reply = await c.api(path, params)
+            assert (reply.status, reply.json()) == (400, errors), (path, params)
+        # Valid values that match nothing are an empty list, not an error.
+        unknown = "00000000-0000-4000-8000-000000000000"
+        empty = await c.api_json("/api/v1/video_separate/", {"recording_id": unknown})
+        assert empty["results"] == []
+        assert (await c.api_json("/api/v1/recording/", {"status_code": "paused"}))["results"] == []
+        assert (await c.api_json("/api/v1/bot/", {"status": "media_expired"}))["count"] == 0
+
+
 async def test_bot_list_filters_status_join_at_and_metadata() -> None:
     # Long phases spread over a long past: statuses differ between bots but barely move.
     config = UNLIMITED.replace(
@@ -192,10 +224,17 @@ async def test_auth_forms_and_errors() -> None:
         url = f"{c.sim.api_url}/api/v1/bot/{c.sim.bot_ids[0]}/"
         assert (await c.get(url, auth="Token sim-key")).status == 200
         assert (await c.get(url, auth="sim-key")).status == 200
-        for auth in (None, "Token nope", "Bearer sim-key", ""):
+        # DRF: no credentials is NotAuthenticated; a key that matches nothing is a bad token.
+        for auth in (None, "", "   "):
+            reply = await c.get(url, auth=auth)
+            assert reply.status == 401
+            assert reply.json() == {"detail": "Authentication credentials were not provided."}
+            assert reply.headers["WWW-Authenticate"] == "Token"
+        for auth in ("Token nope", "nope", "Bearer sim-key", "Token "):
             reply = await c.get(url, auth=auth)
             assert reply.status == 401
             assert reply.json() == {"detail": "Invalid token."}
+            assert reply.headers["WWW-Authenticate"] == "Token"
         for bad in ("00000000-0000-4000-8000-000000000000", "nope"):
             for kind in ("bot", "recording", "video_separate"):
                 reply = await c.api(f"/api/v1/{kind}/{bad}/")
@@ -280,8 +319,8 @@ async def test_stats_endpoint_needs_no_auth() -> None:
             "request_log_size", "api_request_times",
         }  # fmt: skip
         assert set(stats["media"]) == {
-            "bytes_served_total", "bytes_served_per_part", "range_requests", "full_requests",
-            "concurrent_downloads", "max_concurrent_downloads", "max_concurrent_per_part",
+            "bytes_served_total", "bytes_served_per_part", "range_requests", "partial_responses",
+            "range_ignored", "range_unsatisfiable", "full_requests", "concurrent_downloads", "max_concurrent_downloads", "max_concurrent_per_part",
             "completed_downloads_per_part",
         }  # fmt: skip
         assert set(stats["violations"]) == {

@@ -111,7 +111,12 @@ async def test_ranges_if_range_and_416() -> None:
         assert head.headers["Content-Length"] == str(size)
         head.release()
         stats = c.sim.stats()["media"]
-        assert stats["range_requests"] == 2
+        # Every request carrying Range counts, however it was answered.
+        assert stats["range_requests"] == 4
+        assert stats["partial_responses"] == 2
+        assert stats["range_ignored"] == 1  # the If-Range mismatch, answered 200
+        assert stats["range_unsatisfiable"] == 1
+        assert stats["full_requests"] == 2  # the If-Range mismatch and the HEAD
         log = [e for e in c.sim.request_log() if e["host"] == "media"]
         assert [e["range"] for e in log[:2]] == ["bytes=1000-", "bytes=10-19"]
 
@@ -193,6 +198,21 @@ async def test_ignore_range_expire_and_5xx_faults() -> None:
         assert (await c.get(url, headers={"Range": "bytes=100-"})).status == 206
         injected = c.sim.stats()["faults_injected"]
         assert injected == {"ignore_range": 1, "expire": 1, "media_5xx": 1, "manifest_5xx": 1}
+        media = c.sim.stats()["media"]
+        assert (media["range_requests"], media["partial_responses"]) == (2, 1)
+        assert media["range_ignored"] == 1
+
+
+async def test_range_requests_count_refused_ones_too() -> None:
+    async with running(FAST.replace(url_ttl_seconds=60)) as c:
+        url = (await first_part(c))["download_url"]
+        c.sim.advance_time(61)
+        expired = await c.get(url, headers={"Range": "bytes=100-"})
+        assert expired.status == 403
+        assert (await c.get(url)).status == 403  # no Range: not counted
+        media = c.sim.stats()["media"]
+        assert media["range_requests"] == 1
+        assert media["partial_responses"] == media["full_requests"] == 0
 
 
 async def test_etag_change_serves_a_new_version() -> None:

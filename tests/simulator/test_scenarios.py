@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +23,9 @@ from downloader.simulator import (
     Simulator,
     SimulatorConfig,
     SimulatorThread,
+    command,
 )
+from downloader.simulator.clock import parse_iso
 from downloader.simulator.queries import (
     BotFilter,
     Cursor,
@@ -193,3 +198,177 @@ async def test_arrivals_add_ordinary_bots_over_time() -> None:
         await asyncio.sleep(0.3)  # arrivals follow the wall clock: waiting is the point
         assert len(sim.bot_ids) >= 2
         assert sim.state.world.added[0].ordinary
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+@pytest.mark.anyio
+async def test_retention_sets_expires_at_from_the_done_time() -> None:
+    # recall-api.md §8: retention is {"type": "timed", "hours": N} or {"type": "forever"} (or
+    # null); the clock starts when the recording is done; expires_at is null when kept forever.
+    config = FAST.replace(bots=1, retention_hours=24)
+    async with running(config) as c:
+        two_hours = c.sim.add_bot(BotSpec(participants=[ParticipantSpec(id=1)], retention=2))
+        forever = c.sim.add_bot(BotSpec(participants=[ParticipantSpec(id=1)], retention="forever"))
+        cases = [(c.sim.bot_ids[0], 24), (two_hours, 2)]
+        for bot_id, hours in cases:
+            bot = await c.api_json(f"/api/v1/bot/{bot_id}/")
+            assert bot["recording_config"]["retention"] == {"type": "timed", "hours": hours}
+            (rec,) = bot["recordings"]
+            done = parse_iso(rec["status"]["updated_at"])
+            assert rec["status"]["code"] == "done"
+            assert parse_iso(rec["expires_at"]) == done + hours * HOUR_US
+            for listed in (
+                await c.api_json(f"/api/v1/recording/{rec['id']}/"),
+                *(await c.walk("/api/v1/recording/", {"bot_id": bot_id})),
+            ):
+                assert listed["expires_at"] == rec["expires_at"]
+        bot = await c.api_json(f"/api/v1/bot/{forever}/")
+        assert bot["recording_config"]["retention"] == {"type": "forever"}
+        assert bot["recordings"][0]["expires_at"] is None
+
+    async with running(FAST) as c:  # no retention set anywhere: kept forever, shown as null
+        bot = await c.api_json(f"/api/v1/bot/{c.sim.bot_ids[0]}/")
+        assert bot["recording_config"]["retention"] is None
+        assert bot["recordings"][0]["expires_at"] is None
+
+
+@pytest.mark.anyio
+async def test_expires_at_is_null_until_the_recording_is_done() -> None:
+    config = FAST.replace(bots=0, time_scale=1.0, retention_hours=1.5)
+    async with running(config) as c:
+        bot_id = c.sim.add_bot(
+            BotSpec(participants=[ParticipantSpec(id=1)], lifecycle=(10, 10, 10, 10))
+        )
+        c.sim.advance_time(15)
+        (rec,) = (await c.api_json(f"/api/v1/bot/{bot_id}/"))["recordings"]
+        assert (rec["status"]["code"], rec["expires_at"]) == ("processing", None)
+        c.sim.advance_time(30)
+        (rec,) = (await c.api_json(f"/api/v1/bot/{bot_id}/"))["recordings"]
+        done = parse_iso(rec["status"]["updated_at"])
+        assert parse_iso(rec["expires_at"]) == done + int(1.5 * HOUR_US)
+        config_retention = (await c.api_json(f"/api/v1/bot/{bot_id}/"))["recording_config"]
+        assert config_retention["retention"] == {"type": "timed", "hours": 1.5}
+
+
+@pytest.mark.parametrize("bad", [0, -1, "soon", True, float("inf"), float("nan"), 10**9])
+def test_retention_must_be_positive_hours_or_forever(bad: Any) -> None:
+    with pytest.raises(ValueError, match="retention"):
+        BotSpec(retention=bad)
+    with pytest.raises(ValueError, match="retention_hours"):
+        SimulatorConfig(retention_hours=bad)
+    with pytest.raises(ValueError, match="retention_hours"):
+        SimulatorConfig(retention_hours="forever")  # type: ignore[arg-type]
+
+
+def simulate_args(*argv: str) -> argparse.Namespace:
+    from downloader.cli import build_parser
+
+    return build_parser().parse_args(["simulate", *argv])
+
+
+@pytest.mark.anyio
+async def test_simulate_flags_add_fatal_failed_and_video_separate_less_bots() -> None:
+    args = simulate_args(
+        "--bots", "2", "--time-scale", "0", "--part-size", "4K", "--fatal-bots", "1",
+        "--failed-video-separate-bots", "2", "--no-video-separate-bots", "1",
+        "--retention-hours", "48",
+    )  # fmt: skip
+    config = command.config_from_args(args)
+    assert config.special_bots == (1, 2, 1)
+    assert config.retention_hours == 48
+    async with running(config) as c:
+        ids = c.sim.bot_ids
+        assert len(ids) == 6  # the special bots are listed with the others
+        out = io.StringIO()
+        command.announce(c.sim, out)
+        lines = out.getvalue().splitlines()
+        assert lines[3:] == [
+            "bot ids:",
+            *ids,
+            f"fatal bots (sub_code bot_errored): {ids[2]}",
+            f"bots whose video_separate failed: {ids[3]} {ids[4]}",
+            f"bots without video_separate: {ids[5]}",
+        ]
+        for bot_id in ids[:2]:
+            bot = await c.api_json(f"/api/v1/bot/{bot_id}/")
+            assert bot["status_changes"][-1]["code"] == "done"
+            assert bot["recordings"][0]["expires_at"] is not None
+
+        fatal = await c.api_json(f"/api/v1/bot/{ids[2]}/")
+        assert fatal["status_changes"][-1]["code"] == "fatal"
+        assert fatal["status_changes"][-1]["sub_code"] == "bot_errored"
+        assert fatal["recordings"] == []
+        for bot_id in ids[3:5]:
+            rec = c.sim.recording_ids(bot_id)[0]
+            listed = await c.api_json("/api/v1/video_separate/", {"recording_id": rec})
+            assert [vs["status"]["code"] for vs in listed["results"]] == ["failed"]
+        none = await c.api_json(f"/api/v1/bot/{ids[5]}/")
+        assert none["recording_config"]["video_separate_mp4"] is None
+        listed = await c.api_json(
+            "/api/v1/video_separate/", {"recording_id": none["recordings"][0]["id"]}
+        )
+        assert listed["results"] == []
+        failed = await c.api_json("/api/v1/video_separate/", {"status_code": "failed"})
+        assert len(failed["results"]) == 2
+        fatal_listed = await c.api_json("/api/v1/bot/", {"status": "fatal"})
+        assert [b["id"] for b in fatal_listed["results"]] == [ids[2]]
+
+
+def test_simulate_help_documents_the_new_flags() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "downloader.cli", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    for flag in (
+        "--fatal-bots N",
+        "--failed-video-separate-bots N",
+        "--no-video-separate-bots N",
+        "--retention-hours H",
+    ):
+        assert flag in help_text
+
+
+@pytest.mark.parametrize("bad", ["--fatal-bots=-1", "--retention-hours=0"])
+def test_simulate_rejects_bad_special_counts_and_retention(bad: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "downloader.cli", "simulate", "--port", "0", bad],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("recall-dl simulate: ")
+
+
+@pytest.mark.parametrize(
+    "command_line",
+    [["-m", "downloader.cli", "simulate"], ["-m", "downloader.simulator"]],
+)
+def test_simulate_on_a_busy_port_is_one_clear_line(command_line: list[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, *command_line, "--port", str(port), "--bots", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} is already in use" in lines[0]
+    assert "--port 0" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # nothing announced: nothing is running
