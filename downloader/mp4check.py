@@ -26,9 +26,12 @@ class Mp4Check:
     boxes: tuple[str, ...]
 
 
+_TYPE_BYTES = bytes(range(0x20, 0x7F)) + b"\xa9"
+
+
 def _box_type(raw: bytes) -> str | None:
     """Four printable characters (``©`` = 0xA9 occurs in QuickTime atoms)."""
-    if all(0x20 <= b <= 0x7E or b == 0xA9 for b in raw):
+    if not raw.translate(None, _TYPE_BYTES):  # nothing left once the allowed bytes go
         return raw.decode("latin-1")
     return None
 
@@ -47,19 +50,18 @@ def check_mp4(stream: BinaryIO, size: int | None = None) -> Mp4Check:
         if len(boxes) >= MAX_BOXES:
             return bad(f"more than {MAX_BOXES} top-level boxes")
         stream.seek(offset)
-        header = stream.read(_HEADER.size)
-        if len(header) < _HEADER.size:
+        head = stream.read(_HEADER.size + _LARGESIZE.size)  # one read, 64-bit size or not
+        if len(head) < _HEADER.size:
             return bad(f"truncated box header at offset {offset}")
-        box_size, raw_type = _HEADER.unpack(header)
+        box_size, raw_type = _HEADER.unpack_from(head)
         box_type = _box_type(raw_type)
         if box_type is None:
             return bad(f"invalid box type {raw_type!r} at offset {offset}")
         header_size = _HEADER.size
         if box_size == 1:
-            large = stream.read(_LARGESIZE.size)
-            if len(large) < _LARGESIZE.size:
+            if len(head) < _HEADER.size + _LARGESIZE.size:
                 return bad(f"truncated 64-bit box size at offset {offset}")
-            (box_size,) = _LARGESIZE.unpack(large)
+            (box_size,) = _LARGESIZE.unpack_from(head, _HEADER.size)
             header_size += _LARGESIZE.size
         elif box_size == 0:
             box_size = size - offset  # "extends to the end of the file"

@@ -3,8 +3,7 @@
 One call per write buffer (MiBs): ``pwritev`` at the committed offset, SHA-256 update (hashlib
 releases the GIL), and an fsync when a checkpoint is due. The partial file is opened with
 ``O_NOFOLLOW`` and must be a regular file. The end of a transfer is two calls: ``finish``
-(last batch, fsync, MP4 check) and ``publish`` (rename, directory fsync shared with the
-renames into the same folder that happened meanwhile, close).
+(last batch, fsync, MP4 check) and ``publish`` (rename, directory fsync, close).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import hashlib
 import os
 import stat
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -203,85 +201,14 @@ class PartFile:
             os.close(fd)
 
 
-class _DirSyncs:
-    """Directory fsyncs shared between the renames into one folder (group commit).
-
-    A rename is durable once an fsync of its directory that *started after* it has returned.
-    Renames that land while such an fsync runs wait for the next one, which a single caller
-    issues for all of them; 8 small files finishing together cost one or two directory
-    fsyncs instead of eight. An error is reported to every rename that fsync was to cover.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._dirs: dict[str, _DirState] = {}
-
-    def sync(self, directory: Path) -> None:
-        key = os.fspath(directory)
-        with self._cond:
-            state = self._dirs.get(key)
-            if state is None:
-                state = self._dirs[key] = _DirState()
-            state.users += 1
-            ticket = state.started + 1  # the first fsync to start from now on covers us
-            try:
-                while state.done < ticket:
-                    if state.running:
-                        self._cond.wait()
-                        continue
-                    state.running = True
-                    state.started += 1
-                    generation = state.started
-                    error: OSError | FsyncFailed | None = None
-                    self._cond.release()
-                    try:
-                        _fsync_dir(key)
-                    except (OSError, FsyncFailed) as exc:
-                        error = exc
-                    finally:
-                        self._cond.acquire()
-                        state.running = False
-                        state.done = generation
-                        if error is not None:
-                            state.errors[generation] = error
-                        self._cond.notify_all()
-                failed = state.errors.get(ticket)
-            finally:
-                state.users -= 1
-                if state.users == 0:
-                    del self._dirs[key]
-        if isinstance(failed, FsyncFailed):
-            raise FsyncFailed(failed.cause)
-        if failed is not None:  # opening the directory failed: one fresh error per caller
-            raise OSError(failed.errno, failed.strerror, failed.filename)
-
-
-class _DirState:
-    __slots__ = ("done", "errors", "running", "started", "users")
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.done = 0
-        self.running = False
-        self.users = 0
-        self.errors: dict[int, OSError | FsyncFailed] = {}
-
-
-def _fsync_dir(directory: str) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def publish(partial: Path, final: Path) -> None:
+    """Rename the verified partial file to its final name and make the rename durable."""
+    os.replace(partial, final)
+    dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _sync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-_DIR_SYNCS = _DirSyncs()
-
-
-def publish(partial: Path, final: Path) -> None:
-    """Rename the verified partial file to its final name and make the rename durable."""
-    os.replace(partial, final)
-    _DIR_SYNCS.sync(final.parent)
 
 
 def discard(path: Path) -> None:
