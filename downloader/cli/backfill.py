@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -98,12 +98,14 @@ def _iso(value: datetime) -> str:
 
 
 def parse_date(text: str, *, end_of_day: bool = False) -> datetime:
-    """``YYYY-MM-DD`` (a whole day: midnight, or the next midnight for ``--until``) or ISO 8601
-    with a time (UTC when no zone is given)."""
-    value = parse_time(text)
-    if end_of_day and len(text.strip()) == len("YYYY-MM-DD"):
-        value += timedelta(days=1)
-    return value
+    """A calendar date (``YYYY-MM-DD`` or the compact ``YYYYMMDD``: a whole day, from midnight,
+    or up to the next midnight for ``--until``) or ISO 8601 with a time (UTC when no zone)."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        return parse_time(text)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start + timedelta(days=1) if end_of_day else start
 
 
 def parse_window(args: argparse.Namespace, now: datetime) -> Window:
@@ -364,9 +366,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metadata",
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="KEY=VALUE",
-        help="only bots whose custom metadata has KEY=VALUE (repeat to AND several)",
+        help="only bots whose custom metadata has KEY=VALUE; several pairs (after one flag or "
+        "repeated flags) must all match",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="list what would be fetched; queue nothing"

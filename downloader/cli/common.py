@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import platformdirs
 
 from downloader.config import FIELD_NAMES, Settings, load_settings
+from downloader.errors import ConfigError
 from downloader.logs import configure_logging
 from downloader.naming import slugify
+from downloader.store import POSTGRES_SCHEMES, sqlite_path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -20,6 +23,7 @@ EXIT_AUTH = 3
 EXIT_INTERRUPTED = 130
 
 SERVICE_STATE = Path("/var/lib/recall-dl/state.db")
+_STORE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -81,3 +85,28 @@ def state_url(settings: Settings, *, service: bool = False) -> str:
     if settings.state:
         return settings.state
     return default_service_state() if service else default_cli_state(settings.out)
+
+
+def existing_state(settings: Settings) -> str:
+    """The job store of a command that only reads or re-queues (status, retry, verify --repair).
+
+    A SQLite file that does not exist is refused, not created: a mistyped ``--state`` (or an
+    ``--out`` whose default store was never used) must not print an empty report, claim that
+    nothing failed, or leave folders and a fresh database behind. Raises ConfigError (exit 2).
+    Commands that do work (fetch, add, run, backfill) create the store as before.
+    """
+    url = state_url(settings)
+    scheme = _STORE_SCHEME.match(url)
+    if scheme is not None and scheme.group(1).lower() in POSTGRES_SCHEMES:
+        return url
+    path = sqlite_path(url).expanduser()
+    if not path.exists():
+        where = (
+            "--state / RECALL_DL_STATE"
+            if settings.state
+            else f"--out {settings.out} (it picks the default store) or pass --state"
+        )
+        raise ConfigError(
+            f"no job store at {path}: nothing was fetched with this state yet; check {where}"
+        )
+    return url

@@ -19,6 +19,7 @@ from downloader.logs import configure_logging
 from downloader.simulator import BotSpec, ParticipantSpec, Simulator, SimulatorConfig
 
 DEMO_OUT = Path("recall-dl-demo")
+DEMO_STATE_NAME = ".recall-dl-state.db"
 IN_CALL_LIFECYCLE = (1.0, 6.0, 1.0, 1.0)
 
 
@@ -30,11 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to put the files (default ./recall-dl-demo)",
     )
     parser.add_argument(
+        "--state",
+        help="job store: a SQLite file path, sqlite:///PATH or postgresql://… "
+        f"(default OUT/{DEMO_STATE_NAME})",
+    )
+    parser.add_argument(
         "--part-size", type=int, default=512 * 1024, help="bytes per simulated MP4 part"
     )
 
 
-async def demo(out: Path, part_size: int, show_bars: bool) -> int:
+async def demo(out: Path, part_size: int, show_bars: bool, state: str | None = None) -> int:
     config = SimulatorConfig(
         bots=3,
         participants_per_bot=3,
@@ -65,13 +71,13 @@ async def demo(out: Path, part_size: int, show_bars: bool) -> int:
             poll_initial_seconds=1.0,
             poll_max_seconds=2.0,
         )
-        return await fetch(settings, bots, out, str(out / ".recall-dl-state.db"), show_bars)
+        return await fetch(settings, bots, out, state or str(out / DEMO_STATE_NAME), show_bars)
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging("warning", "auto")
     out = prepare_out_dir(args.out)
-    code = anyio.run(demo, out, args.part_size, sys.stderr.isatty())
+    code = anyio.run(demo, out, args.part_size, sys.stderr.isatty(), args.state)
     sidecars = sorted(out.glob("*/*/manifest.json"))
     print(f"\n{len(sidecars)} recordings downloaded; each folder has a manifest.json sidecar:")
     for sidecar in sidecars:

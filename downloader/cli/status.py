@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from downloader.app import open_store_for
-from downloader.cli.common import EXIT_OK, add_common_options, settings_from_args, state_url
+from downloader.cli.common import EXIT_OK, add_common_options, existing_state, settings_from_args
 from downloader.config import Settings
 from downloader.lifecycle import JobKind, JobState
 from downloader.summary import human_bytes
@@ -67,6 +67,6 @@ def render(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    report = anyio.run(collect, settings, state_url(settings), args.limit)
+    report = anyio.run(collect, settings, existing_state(settings), args.limit)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return EXIT_OK

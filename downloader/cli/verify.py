@@ -2,6 +2,8 @@
 
 Exit 0 when every file matches; 1 when something is missing or changed. With --repair the
 damaged files are removed and their parts re-queued (run `fetch`/`run` to download them).
+The job store is only read with --repair; like `status` and `retry`, verify refuses a SQLite
+store that does not exist (exit 2) instead of creating one.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from downloader.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_common_options,
+    existing_state,
     settings_from_args,
-    state_url,
 )
 from downloader.config import Settings
 from downloader.errors import ConfigError
@@ -56,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
     out = settings.out
     if not out.is_dir():
         raise ConfigError(f"output folder {out} does not exist")
+    # Only --repair uses the job store, but a store named outright must exist either way;
+    # a missing one is refused before any file is looked at or removed.
+    state = existing_state(settings) if args.repair or settings.state else None
     checked, problems = scan(out)
     for problem in problems:
         print(f"{problem.what}: {problem.path} (part {problem.part_id})")
     print(f"checked {checked} part(s): {len(problems)} problem(s)")
-    if problems and args.repair:
-        changed = anyio.run(repair, settings, state_url(settings), problems)
+    if problems and args.repair and state is not None:
+        changed = anyio.run(repair, settings, state, problems)
         print(f"re-queued {changed} job(s); run `recall-dl fetch` or the service to restore them")
     return EXIT_FAILED if problems else EXIT_OK
