@@ -10,8 +10,8 @@ by what is live at once (concurrency x buffers), not by the bytes moved.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import platform
+import os
+import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -19,18 +19,23 @@ MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's maximum on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD_BYTES = 64 << 20
 
 
+def _glibc() -> bool:
+    """``confstr`` answers at once; ``platform.libc_ver`` scans the interpreter binary."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return False
+    return bool(version and version.startswith("glibc"))
+
+
 def tune_allocator(
     mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
 ) -> bool:
     """Raise glibc's mmap/trim thresholds; False (and nothing done) off glibc."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if sys.platform != "linux" or not _glibc():
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        mallopt = libc.mallopt
+    try:  # the process's own symbols include libc's (no ``find_library`` subprocess)
+        mallopt = ctypes.CDLL(None, use_errno=True).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -9,7 +9,6 @@ releases the GIL), and an fsync when a checkpoint is due. The partial file is op
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import hashlib
@@ -41,11 +40,10 @@ class FsyncFailed(Exception):
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """``sync_file_range(2)`` (Linux): start writing a range back without waiting for it."""
-    name = ctypes.util.find_library("c")
-    if sys.platform != "linux" or name is None:
+    if sys.platform != "linux":
         return None
-    try:
-        func = ctypes.CDLL(name, use_errno=True).sync_file_range
+    try:  # the process's own symbols include libc's (no ``find_library`` subprocess)
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
         return None
     func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
