@@ -159,11 +159,14 @@ class PostgresStore:
         if limit == 0 or not wanted:
             return []
         now = self._now
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q["promote_due"], now)
-            rows = await conn.fetch(Q["claim"], now, wanted, limit, worker, lease_seconds)
-            if rows:
-                await conn.execute(Q["touch_worker"], now, worker)
+        # Each statement commits on its own. A transaction left open between statements by
+        # a host that froze there (SIGSTOP, a paused VM, a partition) would keep the rows it
+        # promoted or claimed locked, hidden from every other host's claims (SKIP LOCKED),
+        # until its session died.
+        await self._pool.execute(Q["promote_due"], now)
+        rows = await self._pool.fetch(Q["claim"], now, wanted, limit, worker, lease_seconds)
+        if rows:
+            await self._pool.execute(Q["touch_worker"], now, worker)
         rows = sorted(rows, key=lambda r: (-r["priority"], r["run_after"], r["seq"]))
         return [Lease(job_from_row(row), row["lease_token"]) for row in rows]
 
@@ -171,15 +174,8 @@ class PostgresStore:
 
     async def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         check_lease_seconds(lease_seconds)
-        now = self._now
-        async with self._pool.acquire() as conn, conn.transaction():
-            worker = await conn.fetchrow(
-                Q["heartbeat"], now, lease.job.id, lease.token, lease_seconds
-            )
-            if worker is None:
-                return False
-            await conn.execute(Q["touch_worker"], now, worker["worker"])
-        return True
+        args = (self._now, lease.job.id, lease.token, lease_seconds)
+        return await self._pool.fetchrow(Q["heartbeat"], *args) is not None
 
     async def checkpoint(self, lease: Lease, progress: Json) -> None:
         await self._lease_write("checkpoint", lease, dump_json(progress))

@@ -173,9 +173,19 @@ ON CONFLICT (worker) DO UPDATE SET last_seen = greatest(workers.last_seen, exclu
 SELECT state, lease_token, lease_until, rdl_now($1) AS now FROM jobs WHERE id = $2
 
 -- name: heartbeat
-UPDATE jobs SET lease_until = rdl_now($1) + $4, updated_at = rdl_now($1)
-WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
-RETURNING worker
+-- One statement, never a transaction left open by the client between statements: a host
+-- frozen (SIGSTOP, a paused VM, a partition) inside such a transaction would keep the job's
+-- row locked, and every other host's reclaim_expired would wait on that lock.
+WITH renewed AS (
+    UPDATE jobs SET lease_until = rdl_now($1) + $4, updated_at = rdl_now($1)
+    WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
+    RETURNING worker
+), touched AS (
+    INSERT INTO workers (worker, last_seen) SELECT worker, rdl_now($1) FROM renewed
+    ON CONFLICT (worker) DO UPDATE
+    SET last_seen = greatest(workers.last_seen, excluded.last_seen)
+)
+SELECT worker FROM renewed
 
 -- name: checkpoint
 UPDATE jobs SET progress = $4::jsonb, updated_at = rdl_now($1)
