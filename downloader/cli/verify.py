@@ -2,8 +2,9 @@
 
 Exit 0 when every file matches; 1 when something is missing or changed. With --repair the
 damaged files are removed and their parts re-queued (run `fetch`/`run` to download them).
-The job store is only read with --repair; like `status` and `retry`, verify refuses a SQLite
-store that does not exist (exit 2) instead of creating one.
+When the output folder has a job store, what it records as done is checked too, so a
+recording whose folder or sidecar was deleted is reported, not skipped. Like `status` and
+`retry`, verify refuses a SQLite store named outright that does not exist (exit 2).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from downloader.cli.common import (
 )
 from downloader.config import Settings
 from downloader.errors import ConfigError
-from downloader.lifecycle import JobKind, job_id
+from downloader.lifecycle import JobKind, JobState, job_id
+from downloader.pipeline.outputs import missing_files
 from downloader.verification import Problem, check_sidecar, sidecars
 
 
@@ -32,6 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repair", action="store_true", help="remove damaged files and re-queue their parts"
     )
     add_common_options(parser)
+
+
+async def recorded_but_missing(
+    settings: Settings, state: str, out: Path
+) -> tuple[int, list[Problem]]:
+    """(done parts in the job store, those of them or their sidecars absent under ``out``)."""
+    async with open_store_for(settings, state) as store:
+        jobs = await store.list_jobs(state=JobState.DONE)
+    found = await anyio.to_thread.run_sync(missing_files, out, jobs)
+    problems = [
+        Problem(job.key if job.kind is JobKind.DOWNLOAD_PART else "-", str(job.parent), path, what)
+        for job, path, what in found
+    ]
+    return sum(job.kind is JobKind.DOWNLOAD_PART for job in jobs), problems
 
 
 def scan(out: Path) -> tuple[int, list[Problem]]:
@@ -53,6 +69,13 @@ async def repair(settings: Settings, state: str, problems: list[Problem]) -> int
         return await store.requeue(sorted(ids))
 
 
+def _default_store(settings: Settings) -> str | None:
+    try:
+        return existing_state(settings)
+    except ConfigError:  # this folder was never fetched with the default store
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     out = settings.out
@@ -60,8 +83,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"output folder {out} does not exist")
     # Only --repair uses the job store, but a store named outright must exist either way;
     # a missing one is refused before any file is looked at or removed.
-    state = existing_state(settings) if args.repair or settings.state else None
+    state = existing_state(settings) if args.repair or settings.state else _default_store(settings)
     checked, problems = scan(out)
+    if state is not None:
+        listed = {p.path for p in problems}
+        recorded, extra = anyio.run(recorded_but_missing, settings, state, out)
+        checked = max(checked, recorded)
+        problems += [p for p in extra if p.path not in listed]
     for problem in problems:
         print(f"{problem.what}: {problem.path} (part {problem.part_id})")
     print(f"checked {checked} part(s): {len(problems)} problem(s)")

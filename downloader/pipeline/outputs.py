@@ -22,12 +22,9 @@ from downloader.store.protocol import Job, JobStore
 log = structlog.get_logger(__name__)
 
 
-def missing_outputs(out: Path, jobs: Sequence[Job]) -> list[str]:
-    """Ids of done jobs whose output is not on disk (blocking: call in a thread).
-
-    A missing part also re-opens its recording's finalize job, so the sidecar is rewritten.
-    """
-    again: set[str] = set()
+def missing_files(out: Path, jobs: Sequence[Job]) -> list[tuple[Job, Path, str]]:
+    """(job, path, what) for each done part or sidecar that is not on disk (blocking)."""
+    found: list[tuple[Job, Path, str]] = []
     for job in jobs:
         if job.state is not JobState.DONE or job.bot_id is None or job.parent is None:
             continue
@@ -35,11 +32,25 @@ def missing_outputs(out: Path, jobs: Sequence[Job]) -> list[str]:
         if job.kind is JobKind.DOWNLOAD_PART:
             path = folder / str(job.result.get("path") or job.payload.get("path"))
             if not _has_size(path, job.result.get("bytes")):
-                again |= {job.id, job_id(JobKind.FINALIZE_RECORDING, job.parent)}
-        elif (
-            job.kind is JobKind.FINALIZE_RECORDING and not (folder / naming.SIDECAR_NAME).is_file()
-        ):
-            again.add(job.id)
+                what = "size differs" if path.is_file() else "missing"
+                found.append((job, path, what))
+        elif job.kind is JobKind.FINALIZE_RECORDING:
+            sidecar = folder / naming.SIDECAR_NAME
+            if not sidecar.is_file():
+                found.append((job, sidecar, "sidecar missing"))
+    return found
+
+
+def missing_outputs(out: Path, jobs: Sequence[Job]) -> list[str]:
+    """Ids of done jobs whose output is not on disk (blocking: call in a thread).
+
+    A missing part also re-opens its recording's finalize job, so the sidecar is rewritten.
+    """
+    again: set[str] = set()
+    for job, _, _ in missing_files(out, jobs):
+        again.add(job.id)
+        if job.kind is JobKind.DOWNLOAD_PART and job.parent is not None:
+            again.add(job_id(JobKind.FINALIZE_RECORDING, job.parent))
     return sorted(again)
 
 

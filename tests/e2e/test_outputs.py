@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tests.e2e.cli import Workspace, files_under
@@ -52,3 +53,22 @@ def test_one_sqlite_store_serves_one_output_folder(ws: Workspace, tmp_path: Path
     assert str(ws.out.resolve()) in result.stderr and "--state" in result.stderr
     assert not mp4s(other)  # nothing was downloaded into the wrong place
     assert ws.sim.bot_ids[1] not in {p.name for p in ws.out.iterdir()}
+
+
+def test_verify_reports_what_the_store_has_but_the_disk_lost(ws: Workspace) -> None:
+    bot_id = ws.sim.bot_ids[0]
+    assert ws.run("fetch", bot_id).returncode == 0
+    parts = len(mp4s(ws.out / bot_id))
+    shutil.rmtree(ws.out / bot_id)  # every file and sidecar of the bot, gone
+
+    result = ws.run("verify")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("missing: ") for line in lines) == parts
+    assert sum(line.startswith("sidecar missing: ") for line in lines) == 1
+    assert f"checked {parts} part(s): {parts + 1} problem(s)" in result.stdout
+
+    assert ws.run("verify", "--repair").returncode == 1
+    assert ws.run("fetch", bot_id).returncode == 0
+    assert_bot_complete(ws, bot_id)
+    assert ws.run("verify").returncode == 0
