@@ -159,14 +159,15 @@ class PostgresStore:
         if limit == 0 or not wanted:
             return []
         now = self._now
-        # Each statement commits on its own. A transaction left open between statements by
-        # a host that froze there (SIGSTOP, a paused VM, a partition) would keep the rows it
-        # promoted or claimed locked, hidden from every other host's claims (SKIP LOCKED),
-        # until its session died.
-        await self._pool.execute(Q["promote_due"], now)
-        rows = await self._pool.fetch(Q["claim"], now, wanted, limit, worker, lease_seconds)
-        if rows:
-            await self._pool.execute(Q["touch_worker"], now, worker)
+        # One connection, but no transaction: each statement commits on its own. A
+        # transaction left open between statements by a host that froze there (SIGSTOP, a
+        # paused VM, a partition) would keep the rows it promoted or claimed locked, hidden
+        # from every other host's claims (SKIP LOCKED), until its session died.
+        async with self._pool.acquire() as conn:
+            await conn.execute(Q["promote_due"], now)
+            rows = await conn.fetch(Q["claim"], now, wanted, limit, worker, lease_seconds)
+            if rows:
+                await conn.execute(Q["touch_worker"], now, worker)
         rows = sorted(rows, key=lambda r: (-r["priority"], r["run_after"], r["seq"]))
         return [Lease(job_from_row(row), row["lease_token"]) for row in rows]
 
