@@ -12,6 +12,7 @@ Results (medians, and ratios from this same invocation) go to ``bench/transfer/R
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -21,6 +22,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +30,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MB = 1_000_000
 TOOLS = ("curl", "aria2c", "ours")
+BASELINE: list[Path] = []  # --baseline: a checkout whose engine runs as the tool "before"
+PEERS = ("curl", "aria2c")
+# (scenario, peer) -> (target as written in the issue, test on (throughput ratio, CPU ratio))
+TARGETS: dict[tuple[str, str], tuple[str, Callable[[float, float], bool]]] = {
+    ("large", "curl"): ("throughput >= 1.0, CPU <= 1.2", lambda t, c: t >= 1.0 and c <= 1.2),
+    ("large", "aria2c"): ("throughput >= 1.6", lambda t, c: t >= 1.6),
+    ("single", "curl"): ("throughput >= 0.8", lambda t, c: t >= 0.8),
+    ("small", "curl"): ("files/s >= 0.8", lambda t, c: t >= 0.8),
+    ("small", "aria2c"): ("files/s >= 1.25", lambda t, c: t >= 1.25),
+}
 PACKAGES = {"nginx": "nginx", "aria2c": "aria2", "curl": "curl", "time": "time"}
 NGINX = "/usr/sbin/nginx"
 TIME = "/usr/bin/time"
@@ -55,6 +67,8 @@ class Sample:
     cpu: float
     rss_mib: float
     sync_after: float = 0.0  # untimed ``sync`` right after the run: dirty data left behind
+    inner: float | None = None  # ours only: seconds inside the process, after imports
+    load: float = 0.0  # 1-minute load average when the run ended (other work on the host)
 
 
 # --- set-up -----------------------------------------------------------------------------
@@ -194,6 +208,21 @@ def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) ->
         ]
     listing = lists / f"ours-{scenario.name}.txt"
     listing.write_text("".join(f"{u}\t{n}\n" for u, n in zip(urls, names, strict=True)))
+    if tool == "before":  # the engine of another checkout (``--baseline``), as it was
+        return [
+            "env",
+            "-C",
+            str(BASELINE[0]),
+            sys.executable,
+            "-m",
+            "bench.transfer.ours",
+            "--list",
+            str(listing),
+            "--out",
+            str(out),
+            "--concurrency",
+            j,
+        ]
     return [
         sys.executable,
         "-m",
@@ -204,6 +233,8 @@ def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) ->
         str(out),
         "--concurrency",
         j,
+        "--report",
+        str(lists / "ours-report.json"),
     ]
 
 
@@ -218,7 +249,12 @@ def measure(argv: list[str], lists: Path) -> Sample:
         subprocess.run(timed, cwd=ROOT, check=True, stdout=log, stderr=log)
     seconds = time.perf_counter() - started
     user, system, rss_kib = usage.read_text().split()[-3:]
-    return Sample(seconds, float(user) + float(system), int(rss_kib) / 1024)
+    inner = None
+    report = lists / "ours-report.json"
+    if "bench.transfer.ours" in argv and report.exists():
+        inner = float(json.loads(report.read_text())["seconds"])
+        report.unlink()
+    return Sample(seconds, float(user) + float(system), int(rss_kib) / 1024, inner=inner)
 
 
 def check_output(out: Path, scenario: Scenario) -> None:
@@ -243,8 +279,9 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, l
         f"Command: `{argv}`  ",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}; tools: {tool_versions()}  ",
-        f"Load average (1/5/15 min) when the runs started: {load} (other work on the host "
-        "shows up here and makes the numbers noisier).  ",
+        f"Load average (1/5/15 min): {load} (other work on the host shows up here and "
+        "makes the numbers noisier; the 1-minute figure after every run is in the last "
+        "table).  ",
         f"Runs per tool and scenario: {runs} (interleaved); values are medians. Throughput is "
         "MB/s (10^6) for large files and files/s for the small-file case; CPU is user+sys "
         "seconds of the tool's process; RSS is its peak (max over runs). *sync after* is an "
@@ -255,8 +292,9 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, l
         "|---|---|---|---|---|---|---|",
     ]
     med: dict[tuple[str, str], Sample] = {}
+    tools = [t for t in (*TOOLS, "before") if any(k[1] == t for k in results)]
     for scenario in SCENARIOS:
-        for tool in TOOLS:
+        for tool in tools:
             samples = results[(scenario.name, tool)]
             m = Sample(
                 statistics.median(s.seconds for s in samples),
@@ -271,38 +309,73 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, l
                 f"{scenario.concurrency} in flight) | {tool} | {rate(scenario, m):,.1f} {unit} | "
                 f"{m.seconds:.2f} | {m.cpu:.2f} | {m.rss_mib:.1f} | {m.sync_after:.2f} |"
             )
-    lines += ["", "Ratios (ours / peer, from the medians above; targets in brackets):", ""]
-    targets = {
-        ("large", "curl"): ("throughput >= 1.0, CPU <= 1.2", True),
-        ("large", "aria2c"): ("throughput >= 1.6", False),
-        ("single", "curl"): ("throughput >= 0.8", False),
-        ("small", "curl"): ("files/s >= 0.8", False),
-        ("small", "aria2c"): ("files/s >= 1.25", False),
-    }
-    lines += ["| scenario | vs | throughput ratio | CPU ratio | target |", "|---|---|---|---|---|"]
+    lines += ["", "Ratios (ours / peer, from the medians above):", ""]
+    lines += [
+        "| scenario | vs | throughput ratio | CPU ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for scenario in SCENARIOS:
         ours = med[(scenario.name, "ours")]
         for peer in ("curl", "aria2c"):
             other = med[(scenario.name, peer)]
-            target = targets.get((scenario.name, peer), ("-", False))[0]
+            speed = rate(scenario, ours) / rate(scenario, other)
+            cpu = ours.cpu / other.cpu
+            target, met = TARGETS.get((scenario.name, peer), ("-", None))
+            verdict = "-" if met is None else ("yes" if met(speed, cpu) else "**no**")
             lines.append(
-                f"| {scenario.name} | {peer} | {rate(scenario, ours) / rate(scenario, other):.2f}"
-                f" | {ours.cpu / other.cpu:.2f} | {target} |"
+                f"| {scenario.name} | {peer} | {speed:.2f} | {cpu:.2f} | {target} | {verdict} |"
+            )
+    if "before" in tools:
+        lines += [
+            "",
+            f"Before/after, same invocation: ours / before (the engine at {BASELINE[0]}):",
+            "",
+            "| scenario | throughput ratio | CPU ratio | RSS MiB before -> after |",
+            "|---|---|---|---|",
+        ]
+        for scenario in SCENARIOS:
+            ours, before = med[(scenario.name, "ours")], med[(scenario.name, "before")]
+            lines.append(
+                f"| {scenario.name} | {rate(scenario, ours) / rate(scenario, before):.2f} | "
+                f"{ours.cpu / before.cpu:.2f} | {before.rss_mib:.1f} -> {ours.rss_mib:.1f} |"
             )
     worst = max(m.rss_mib for (name, tool), m in med.items() if tool == "ours")
-    lines += ["", f"Peak RSS of ours, worst case: {worst:.1f} MiB (target <= 64 MiB).", ""]
     lines += [
-        "Every run:",
         "",
-        "| scenario | tool | run | wall s | CPU s | RSS MiB | sync after s |",
-        "|---|---|---|---|---|---|---|",
+        f"Peak RSS of ours, worst case: {worst:.1f} MiB (target <= 64 MiB: "
+        f"{'met' if worst <= 64 else '**missed**'}).",
+        "",
+        "Ours measured inside the process (from the first request to the last rename, so "
+        "without the interpreter's start-up and imports, which the wall times above include), "
+        "against the same peers' medians:",
+        "",
+        "| scenario | ours in-process s | throughput | vs curl | vs aria2c |",
+        "|---|---|---|---|---|",
     ]
     for scenario in SCENARIOS:
-        for tool in TOOLS:
+        inner = [s.inner for s in results[(scenario.name, "ours")] if s.inner is not None]
+        if not inner:
+            continue
+        m = Sample(statistics.median(inner), 0.0, 0.0)
+        unit = "files/s" if scenario.name == "small" else "MB/s"
+        ratios = [rate(scenario, m) / rate(scenario, med[(scenario.name, p)]) for p in PEERS]
+        lines.append(
+            f"| {scenario.name} | {m.seconds:.2f} | {rate(scenario, m):,.1f} {unit} | "
+            f"{ratios[0]:.2f} | {ratios[1]:.2f} |"
+        )
+    lines += [
+        "",
+        "Every run (load = 1-minute load average when the run ended):",
+        "",
+        "| scenario | tool | run | wall s | CPU s | RSS MiB | sync after s | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in SCENARIOS:
+        for tool in tools:
             for i, s in enumerate(results[(scenario.name, tool)], 1):
                 lines.append(
                     f"| {scenario.name} | {tool} | {i} | {s.seconds:.2f} | "
-                    f"{s.cpu:.2f} | {s.rss_mib:.1f} | {s.sync_after:.2f} |"
+                    f"{s.cpu:.2f} | {s.rss_mib:.1f} | {s.sync_after:.2f} | {s.load:.1f} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -327,6 +400,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/recall-dl-bench"))
     parser.add_argument("--only", choices=[s.name for s in SCENARIOS], action="append")
     parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout (e.g. `git worktree add /tmp/before <commit>`) whose engine also runs, "
+        "interleaved, as the tool 'before'",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     ensure_tools()
@@ -339,6 +418,9 @@ def main() -> None:
     nginx = start_nginx(workdir, files, port)
     base = f"http://127.0.0.1:{port}"
     tools = args.tools.split(",")
+    if args.baseline is not None:
+        BASELINE.append(args.baseline.resolve())
+        tools.append("before")
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     results: dict[tuple[str, str], list[Sample]] = {}
     try:
@@ -353,21 +435,26 @@ def main() -> None:
                     sample = measure(command(tool, scenario, base, out, lists), lists)
                     synced = time.perf_counter()
                     os.sync()
-                    sample = replace(sample, sync_after=time.perf_counter() - synced)
+                    sample = replace(
+                        sample, sync_after=time.perf_counter() - synced, load=os.getloadavg()[0]
+                    )
                     check_output(out, scenario)
                     results.setdefault((scenario.name, tool), []).append(sample)
                     print(
                         f"{scenario.name:6} {tool:6} run {run + 1}: {sample.seconds:6.2f} s "
                         f"{rate(scenario, sample):9.1f} cpu {sample.cpu:5.2f} s "
-                        f"rss {sample.rss_mib:6.1f} MiB sync-after {sample.sync_after:5.2f} s",
+                        f"rss {sample.rss_mib:6.1f} MiB sync-after {sample.sync_after:5.2f} s "
+                        f"load {sample.load:4.1f}",
                         flush=True,
                     )
     finally:
         nginx.terminate()
         nginx.wait()
         shutil.rmtree(out, ignore_errors=True)
-    if not args.only and set(tools) == set(TOOLS):
+    if not args.only and set(TOOLS) <= set(tools):
         argv = "python -m bench.transfer.run " + " ".join(sys.argv[1:])
+        load += " when the runs started, " + " / ".join(f"{v:.2f}" for v in os.getloadavg())
+        load += " when they ended"
         args.output.write_text(report(results, args.runs, argv.strip(), load))
         print(f"wrote {args.output}")
 
