@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-MIN_MARGIN_SECONDS = 0.05
+MIN_MARGIN_SECONDS = 0.2  # a loaded host can delay a recorded send by 100+ ms on the wire
 MARGIN_FRACTION = 0.01
 
 
@@ -48,7 +48,7 @@ class EndpointClass(enum.StrEnum):
 
 
 def default_margin(window_seconds: float) -> float:
-    """1 % of the window, at least 50 ms (0.6 s for Recall's 60 s window)."""
+    """1 % of the window, at least 200 ms (0.6 s for Recall's 60 s window)."""
     return max(MIN_MARGIN_SECONDS, MARGIN_FRACTION * window_seconds)
 
 

@@ -96,7 +96,7 @@ def test_resize_keeps_recent_history() -> None:
 
 def test_margin_defaults() -> None:
     assert default_margin(60.0) == pytest.approx(0.6)
-    assert default_margin(2.0) == pytest.approx(0.05)
+    assert default_margin(2.0) == pytest.approx(0.2)
 
 
 def test_invalid_construction() -> None:
