@@ -34,7 +34,7 @@ class Db:
 
     def __init__(self, url: str) -> None:
         self._runner = asyncio.Runner()
-        self._conn: Any = self._runner.run(asyncpg.connect(url, server_settings={}))
+        self._conn: Any = self._runner.run(asyncpg.connect(url))
 
     def fetch(self, sql: str, *args: object) -> list[Any]:
         rows: list[Any] = self._runner.run(self._conn.fetch(sql, *args))
