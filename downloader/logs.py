@@ -50,6 +50,8 @@ _BARE_SIGNED = re.compile(
     r"(?i)(?:\b|(?<=%26)|(?<=%3F)|(?<=%2526)|(?<=%253F))"
     rf"(x-amz-[a-z-]+|signature|token|awsaccesskeyid|expires)(=|{_PCT}3D)[^&\s'\"<>]+"
 )
+# scheme://user:password@host — a password in a URL (e.g. postgresql://app:pw@db/recall_dl).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"<>]*:)[^\s@/'\"<>]*(@)")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(token\s+)?[^\s'\",}]+")
 
 _registered_secrets: set[str] = set()
@@ -68,6 +70,7 @@ def scrub_text(text: str) -> str:
     text = _URL_QUERY.sub(lambda m: m.group("base") + "?" + REDACTED, text)
     text = _ENCODED_URL_QUERY.sub(lambda m: m.group("base") + "?" + REDACTED, text)
     text = _BARE_SIGNED.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
     return _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
 
 

@@ -27,6 +27,7 @@ from downloader.pipeline.bots import poll_bot
 from downloader.pipeline.context import PipelineContext
 from downloader.pipeline.deadholders import dead_local_holders, pid_alive
 from downloader.pipeline.finalize import finalize_recording
+from downloader.pipeline.leases import with_heartbeat
 from downloader.pipeline.manifests import fetch_manifest
 from downloader.pipeline.outcome import Finish, Outcome, Wait
 from downloader.pipeline.parts import download_part
@@ -75,6 +76,17 @@ async def _record_retry(
     log.warning("job_retry", error=exc.reason, attempt=attempts, delay=round(delay, 1))
 
 
+async def _run_handler(ctx: PipelineContext, lease: Lease) -> Outcome:
+    handler = HANDLERS[lease.job.kind]
+    if lease.job.kind in lifecycle.TRANSFER_KINDS:
+        return await handler(ctx, lease)  # renews its lease itself, around the transfer only
+    # API tasks can wait a long time for a rate slot or a 429 pause: keep the lease alive
+    # meanwhile, or another host would run the job again and an attempt would be counted.
+    return await with_heartbeat(
+        ctx.store, lease, ctx.settings.lease_seconds, lambda: handler(ctx, lease)
+    )
+
+
 async def _wait_for_disk_space(ctx: PipelineContext, lease: Lease, exc: DiskFull) -> None:
     """Not the part's fault and not for good: wait for space without spending attempts
     (the partial file is kept), checking again sooner at first, then every minute."""
@@ -104,7 +116,7 @@ async def run_job(ctx: PipelineContext, lease: Lease) -> None:
             await _fail_poison(ctx, lease)
             return
         try:
-            outcome = await HANDLERS[lease.job.kind](ctx, lease)
+            outcome = await _run_handler(ctx, lease)
         except StopService:
             with anyio.CancelScope(shield=True):
                 await ctx.store.release(lease)

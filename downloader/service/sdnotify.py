@@ -64,6 +64,9 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Never block the event loop: a reader that stopped reading (its queue holds
+                # a handful of datagrams) must cost a dropped STATUS, not a frozen service.
+                self._sock.setblocking(False)
             self._sock.sendto(message.encode(), self._address)
         except OSError as exc:
             if not self._warned:

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from downloader.errors import ConfigError
+from downloader.errors import ConfigError, StopService
 from downloader.lifecycle import JobKind, JobState, job_id
 from downloader.store import queries
 from downloader.store.protocol import (
@@ -97,7 +97,11 @@ class PostgresStore:
                 command_timeout=COMMAND_TIMEOUT_SECONDS,
                 server_settings={"search_path": SCHEMA, "application_name": "recall-dl"},
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError) as exc:
+            # Unreachable (down, restarting, a partition): not a settings error, so the exit
+            # status lets systemd restart the service until the database is back.
+            raise StopService(f"cannot reach {redact(url)}: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConfigError(f"cannot connect to {redact(url)}: {exc}") from exc
         store = cls(pool, clock)
         try:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from downloader.simulator import SimulatorConfig
+from downloader.simulator import FaultConfig, SimulatorConfig
 from tests.e2e.cli import Workspace
 
 
@@ -66,3 +66,27 @@ def test_commands_run_back_to_back_share_one_budget(ws: Workspace) -> None:
     stats = ws.sim.stats()
     assert sum(stats["served_429"].values()) == 0, stats["served_429"]
     assert stats["violations"]["over_limit"] == 0
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [
+        SimulatorConfig(
+            bots=1,
+            participants_per_bot=1,
+            parts_per_participant=1,
+            part_size=2048,
+            time_scale=0,
+            seed=12,
+            faults=FaultConfig(api_429=1, retry_after_seconds=4),
+        )
+    ],
+)
+def test_an_api_job_waiting_out_a_429_keeps_its_lease(ws: Workspace) -> None:
+    """The pause (4 s) outlasts the lease (1.5 s): without renewal the job would be taken
+    back and counted as a failed attempt while it politely waits."""
+    result = ws.run("fetch", *ws.sim.bot_ids, RECALL_DL_LEASE_SECONDS="1.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ws.sim.stats()["faults_injected"]["api_429"] == 1
+    assert "leases_reclaimed" not in result.stderr
+    assert "job_abandoned_lease_lost" not in result.stderr

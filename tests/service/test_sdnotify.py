@@ -72,3 +72,15 @@ def test_watchdog_interval_is_half_of_watchdog_usec(
     env: dict[str, str], expected: float | None
 ) -> None:
     assert watchdog_interval(env) == expected
+
+
+def test_a_reader_that_stops_reading_never_blocks_the_sender(tmp_path: Path) -> None:
+    """A datagram queue holds a handful of messages; past that, sending must fail at once
+    (this runs on the event loop) instead of waiting for the reader."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        notifier = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        sent = [notifier.status(f"queue {i}") for i in range(200)]  # would hang if blocking
+        assert sent[0] and not all(sent)
+        assert receive(sock) == {"STATUS": "queue 0"}
+        notifier.close()

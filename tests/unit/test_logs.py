@@ -107,6 +107,17 @@ def test_scrub_bare_query_fragments() -> None:
     assert "zzz" not in scrub_text("Authorization: Token zzz")
 
 
+def test_scrub_passwords_in_urls() -> None:
+    text = scrub_text("state=postgresql://app:s3kret@db:5432/recall_dl ok")
+    assert "s3kret" not in text
+    assert "postgresql://app:" in text and "@db:5432/recall_dl ok" in text
+    # no password, or a port: nothing to hide
+    assert (
+        scrub_text("postgresql://app@db/x http://h:8080/p")
+        == "postgresql://app@db/x http://h:8080/p"
+    )
+
+
 def test_scrub_percent_encoded_urls() -> None:
     for text, secret in (
         (ENCODED, "enc-tok-555"),
