@@ -1,8 +1,10 @@
 """The I/O half of a transfer: carry out the plan for one part, from request to rename.
 
-Network chunks are batched in memory up to ``write_buffer_bytes`` and handed to a worker
-thread in one hop (write, hash, and fsync when a checkpoint is due), so memory per transfer
-is bounded by the read and write buffers and the loop never blocks on the disk.
+Network chunks are batched in memory, half of ``write_buffer_bytes`` at a time, and each
+batch is handed to a worker thread in one hop (write, hash, and fsync when a checkpoint is
+due) while the next half is received, so memory per transfer is bounded by the read and
+write buffers and the loop never blocks on the disk. A small part costs three hops: open,
+last batch + fsync + MP4 check, rename + directory fsync + close.
 Third-party errors (aiohttp, OSError) are translated to ``downloader.errors`` here, once.
 """
 

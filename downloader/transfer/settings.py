@@ -18,11 +18,11 @@ class TransferSettings:
     """How one part is streamed to disk.
 
     ``chunk_bytes`` is aiohttp's per-response read buffer (``read_bufsize``; the socket is
-    paused at twice this). ``write_buffer_bytes`` is how much is collected before one hop to
-    a worker thread that writes and hashes it. ``checkpoint_bytes`` bounds what a crash can
-    lose: an fsync and an ``on_checkpoint`` call happen before more than this many bytes sit
-    unsynced (on disk and in the batch in memory together). Timeouts are per phase; there is
-    no total.
+    paused at twice this). ``write_buffer_bytes`` is the memory for writes: two halves, one
+    written and hashed by a worker thread while the other fills. ``checkpoint_bytes`` bounds
+    what a crash can lose: an fsync and an ``on_checkpoint`` call happen before more than
+    this many bytes sit unsynced (on disk and in memory together). Timeouts are per phase;
+    there is no total.
     """
 
     chunk_bytes: int = CHUNK_BYTES
