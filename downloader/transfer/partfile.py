@@ -162,7 +162,8 @@ class PartFile:
                 else:
                     pending[0] = head[written:]
                     written = 0
-        start_writeback(self.fd, offset, position - offset)
+        if not sync:  # (an fsync follows at once otherwise: the hint would be one more call)
+            start_writeback(self.fd, offset, position - offset)
         for chunk in chunks:
             self.hasher.update(chunk)
         self.hashed = position
