@@ -107,7 +107,7 @@ class Settings:
     api_timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 30.0
     read_timeout_seconds: float = 60.0
-    chunk_bytes: int = 1 * MIB
+    chunk_bytes: int = 256 * 1024  # = the transfer engine's default: 8 transfers within 64 MiB RSS
     write_buffer_bytes: int = 1 * MIB
     checkpoint_bytes: int = 4 * MIB
     # Job life
