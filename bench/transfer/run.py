@@ -208,22 +208,7 @@ def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) ->
         ]
     listing = lists / f"ours-{scenario.name}.txt"
     listing.write_text("".join(f"{u}\t{n}\n" for u, n in zip(urls, names, strict=True)))
-    if tool == "before":  # the engine of another checkout (``--baseline``), as it was
-        return [
-            "env",
-            "-C",
-            str(BASELINE[0]),
-            sys.executable,
-            "-m",
-            "bench.transfer.ours",
-            "--list",
-            str(listing),
-            "--out",
-            str(out),
-            "--concurrency",
-            j,
-        ]
-    return [
+    engine = [
         sys.executable,
         "-m",
         "bench.transfer.ours",
@@ -233,6 +218,11 @@ def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) ->
         str(out),
         "--concurrency",
         j,
+    ]
+    if tool == "before":  # the engine of another checkout (``--baseline``), as it was
+        return ["env", "-C", str(BASELINE[0]), *engine]
+    return [
+        *engine,
         "--report",
         str(lists / "ours-report.json"),
     ]
