@@ -32,12 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("downloader"):
-                continue  # a subcommand not built yet
-            raise
+        module = import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)

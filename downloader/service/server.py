@@ -96,15 +96,8 @@ def check_service_settings(settings: Settings) -> Verifier | None:
 
 
 def default_discover() -> Discover:
-    try:
-        from downloader.discovery import discover
-    except ModuleNotFoundError as exc:
-        if exc.name != "downloader.discovery":
-            raise
-        raise ConfigError(
-            "sweep_enabled is true but this build has no downloader.discovery; "
-            "set sweep_enabled = false"
-        ) from None
+    from downloader.discovery import discover  # imported late: it pulls in the pipeline
+
     return discover
 
 
