@@ -52,6 +52,7 @@ class Simulator:
         self.state = SimState(self.config)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._arrived = asyncio.Condition()
         self.webhooks = WebhookSender(self.state)
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -121,6 +122,13 @@ class Simulator:
             await asyncio.sleep(interval)
             index = self.state.world.bot_count
             self.state.world.add_bot(self.state.world.ordinary_spec(index), ordinary=True)
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def wait_for_arrivals(self, count: int) -> None:
+        """Return once ``count`` bots were added at run time (``arrival_interval_seconds``)."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: len(self.state.world.added) >= count)
 
     # ---- the test-facing interface ----------------------------------------------------------
 

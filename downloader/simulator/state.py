@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .clock import SimClock
@@ -39,6 +40,8 @@ class SimState:
     config: SimulatorConfig
     clock: SimClock = field(default_factory=SimClock)
     hosts: Hosts = field(default_factory=Hosts)
+    # The rate windows' clock; tests move it instead of waiting out a Retry-After.
+    rate_clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -60,14 +63,14 @@ class SimState:
 
     def note_api_request(self, rate_class: str) -> None:
         """Record an authenticated request the client sent (whatever it gets back)."""
-        now = time.monotonic()
+        now = self.rate_clock()
         self.stats.api_times[rate_class].append(now)
         if self.gates[rate_class].is_early(now):
             self.stats.violations["early_retry"] += 1
 
     def throttle(self, rate_class: str) -> Decision:
         """Decide whether the rate limit (or the api_429 fault) refuses this request."""
-        now = time.monotonic()
+        now = self.rate_clock()
         gate = self.gates[rate_class]
         if self.faults.fire("api_429"):
             decision = Decision(False, self.faults.config.retry_after_seconds)

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import json
 import os
+import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -67,13 +68,16 @@ def wait_for(
     probe: Callable[[], T | None],
     *,
     timeout: float,
+    news: Callable[[float], object],
     alive: Callable[[], str | None] = lambda: None,
     explain: Callable[[], str] = lambda: "",
 ) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail after ``timeout``.
+    """Check ``probe`` until it returns something other than None/False; fail after ``timeout``.
 
-    ``alive`` returns a reason to stop early (e.g. a service process died), or None;
-    ``explain`` describes the situation when the wait fails.
+    Between checks, ``news(seconds)`` blocks until something may have changed (e.g. a
+    service notified systemd) or the seconds passed; ``alive`` returns a reason to stop
+    early (e.g. a service process died), or None; ``explain`` describes the situation when
+    the wait fails.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -85,7 +89,7 @@ def wait_for(
             raise AssertionError(f"while waiting for {what}: {problem}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout:.0f} s\n{explain()}")
-        time.sleep(POLL_SECONDS)
+        news(POLL_SECONDS)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -147,6 +151,11 @@ def settled(session: Any) -> bool:
         return True
     query = str(session["query"]).lstrip().upper()
     return bool(session["wait_event"] == "ClientWrite" and query.startswith("SELECT"))
+
+
+def notify_news(socks: Sequence[socket.socket], seconds: float) -> None:
+    """Block until a service sends a notification (state, queue depth) or ``seconds`` pass."""
+    select.select(list(socks), [], [], seconds)
 
 
 def drain_notify(sock: socket.socket) -> int:

@@ -69,6 +69,7 @@ from tests.multihost.cluster import (
     log_events,
     max_in_window,
     mid_download,
+    notify_news,
     process_state,
     sessions_of,
     settled,
@@ -195,9 +196,17 @@ class Cluster:
                 return f"{host.root.name} exited ({host.proc.returncode}):\n{host.log_tail()}"
         return None
 
+    def news(self, seconds: float) -> None:
+        notify_news([h.notify.sock for h in self.hosts if h.notify is not None], seconds)
+
     def wait(self, what: str, probe: Any, timeout: float) -> Any:
         return wait_for(
-            what, probe, timeout=timeout, alive=self.problem, explain=lambda: unfinished(self.db)
+            what,
+            probe,
+            timeout=timeout,
+            news=self.news,
+            alive=self.problem,
+            explain=lambda: unfinished(self.db),
         )
 
     def left(self) -> float:
@@ -313,7 +322,7 @@ def freeze_one_past_its_lease(
     sleeper, pid = c.worker(c.sleeper), c.pid(c.sleeper)
     c.wait("the second host writing a part", lambda: mid_download(c.db, sleeper), timeout=30)
     os.kill(pid, signal.SIGSTOP)
-    wait_for("the process stopped", lambda: process_state(pid) == "T", timeout=5)
+    wait_for("the process stopped", lambda: process_state(pid) == "T", timeout=5, news=c.news)
     db_sessions = tcp_ports_to(pid, c.pg_port)
     assert db_sessions, "the service holds no connection to the database?"
     # Statements it had sent before the signal run to completion; after that nothing it
@@ -322,6 +331,7 @@ def freeze_one_past_its_lease(
         "the stopped host's statements to finish",
         lambda: all(settled(s) for s in sessions_of(c.db, db_sessions)),
         timeout=10,
+        news=c.news,
         explain=lambda: "\n".join(str(dict(s)) for s in sessions_of(c.db, db_sessions)),
     )
     frozen = held_leases(c.db, sleeper)

@@ -195,7 +195,8 @@ def test_fifty_thousand_bots_are_lazy_and_lists_are_cheap() -> None:
 async def test_arrivals_add_ordinary_bots_over_time() -> None:
     config = FAST.replace(bots=0, arrival_interval_seconds=0.05)
     async with Simulator(config) as sim:
-        await asyncio.sleep(0.3)  # arrivals follow the wall clock: waiting is the point
+        async with asyncio.timeout(10):
+            await sim.wait_for_arrivals(2)
         assert len(sim.bot_ids) >= 2
         assert sim.state.world.added[0].ordinary
 
