@@ -17,6 +17,7 @@ from downloader.transfer import (
     open_media_session,
     partial_path,
 )
+from downloader.transfer.engine import OnCheckpoint
 from downloader.urlpolicy import UrlPolicy
 
 SMALL = TransferSettings(
@@ -121,7 +122,7 @@ async def fetch(
     path: Path,
     *,
     checkpoint: Checkpoint | None = None,
-    cps: Checkpoints | None = None,
+    cps: OnCheckpoint | None = None,
     settings: TransferSettings = SMALL,
     url: str | None = None,
 ) -> str:

@@ -112,15 +112,7 @@ async def test_cancelled_mid_checkpoint_or_write_never_writes_bytes_twice(
             patched = pytest.MonkeyPatch()
             patched.setattr(PartFile, "write", write_then_cancel)
         with scope:
-            async with open_media_session(settings) as media:
-                await download_part(
-                    media,
-                    env.url,
-                    path,
-                    settings=settings,
-                    policy=env.policy,
-                    on_checkpoint=on_checkpoint,
-                )
+            await fetch(env, path, cps=on_checkpoint, settings=settings)
         if cancel_at == "write":
             patched.undo()
         assert scope.cancelled_caught

@@ -16,7 +16,7 @@ from downloader.mp4check import check_mp4_fd
 from downloader.transfer import TransferSettings, download_part, open_media_session, workers
 from downloader.transfer.partfile import PartFile
 from downloader.transfer.plan import Checkpoint
-from tests.transfer.simenv import Checkpoints, assert_clean, final_path, one_part
+from tests.transfer.simenv import Checkpoints, assert_clean, fetch, final_path, one_part
 
 pytestmark = pytest.mark.anyio
 
@@ -92,16 +92,7 @@ async def test_bytes_on_disk_never_pass_the_recorded_checkpoint_by_more_than_an_
     monkeypatch.setattr(PartFile, "write", checked_write)
     async with one_part(part_size=3 << 20, throttle=24 << 20) as env:
         path = final_path(tmp_path)
-        async with open_media_session(settings) as media:
-            result = await download_part(
-                media,
-                env.url,
-                path,
-                settings=settings,
-                policy=env.policy,
-                on_checkpoint=on_checkpoint,
-            )
-        assert_clean(env, path, result.sha256)
+        assert_clean(env, path, await fetch(env, path, cps=on_checkpoint, settings=settings))
     assert not violations
     offsets = [cp.offset for cp in recorded.seen]
     assert offsets[:-1] == [300_000 * i for i in range(1, len(offsets))]  # exact intervals
