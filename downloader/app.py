@@ -13,8 +13,8 @@ from downloader.pipeline.runner import reclaim_dead_local_holders
 from downloader.recall import RateLimiter, RecallClient
 from downloader.sharedbudget import StoreRateBudget
 from downloader.store import open_store
-from downloader.store.postgres import PostgresStore
 from downloader.store.protocol import JobStore
+from downloader.store.ratebudget import rate_budget
 from downloader.store.sqlite import SqliteStore
 from downloader.transfer import TransferLimits, TransferSettings, open_media_session
 from downloader.urlpolicy import UrlPolicy
@@ -89,9 +89,7 @@ def limiter_for(settings: Settings, store: JobStore) -> RateLimiter:
     ``fetch`` next to ``run`` on one SQLite file. An in-process budget would start each
     process with a full minute's allowance and earn 429s.
     """
-    if isinstance(store, PostgresStore | SqliteStore):
-        return RateLimiter.from_settings(settings, budget=StoreRateBudget(store))
-    return RateLimiter.from_settings(settings)
+    return RateLimiter.from_settings(settings, budget=StoreRateBudget(rate_budget(store)))
 
 
 @asynccontextmanager
