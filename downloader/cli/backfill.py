@@ -50,7 +50,7 @@ from downloader.discovery import (
 from downloader.errors import JobFailed, RetryLater
 from downloader.lifecycle import ACTIVE_STATES, JobKind, JobState, job_id
 from downloader.pipeline import PipelineContext, lease_keeper, run_pools
-from downloader.pipeline.finalize import stranded_finalize, wake_finalize
+from downloader.pipeline.finalize import stranded_finalize
 from downloader.pipeline.manifests import finalize_job
 from downloader.store.protocol import Job, JobStore, NewJob, OnConflict
 from downloader.summary import human_bytes
@@ -187,15 +187,16 @@ class RecordingOutcome:
     parts: int
     bytes: int
     failure: tuple[str, str] | None  # (job id, reason)
-    missing_finalize: Job | None = None  # every part done, finalize never queued
-    stranded_finalize: Job | None = None  # every part done, finalize still waiting
+    # Every part done, but finalize still waiting or never queued (a crash in between):
+    # enqueued with REARM, which both inserts a missing job and wakes a waiting one.
+    finalize: NewJob | None = None
 
 
 def recording_outcome(jobs: Sequence[Job]) -> RecordingOutcome | None:
     """The outcome of a recording's jobs, or None while any of them may still change."""
     stranded = stranded_finalize(jobs)
     if stranded is not None:
-        return RecordingOutcome(0, 0, None, stranded_finalize=stranded)
+        return RecordingOutcome(0, 0, None, finalize=_finalize_for(stranded))
     if any(job.state in ACTIVE_STATES for job in jobs):
         return None
     parts = [job for job in jobs if job.kind is JobKind.DOWNLOAD_PART]
@@ -207,9 +208,20 @@ def recording_outcome(jobs: Sequence[Job]) -> RecordingOutcome | None:
     if not jobs:
         return RecordingOutcome(0, 0, ("?", "its jobs are missing from the job store"))
     manifest = next((j for j in jobs if j.kind is JobKind.FETCH_MANIFEST), None)
-    if not any(job.kind is JobKind.FINALIZE_RECORDING for job in jobs):
-        return RecordingOutcome(len(parts), size, None, missing_finalize=manifest)
+    if manifest is not None and not any(j.kind is JobKind.FINALIZE_RECORDING for j in jobs):
+        return RecordingOutcome(len(parts), size, None, finalize=_finalize_for(manifest))
     return RecordingOutcome(len(parts), size, None)
+
+
+def _finalize_for(job: Job) -> NewJob:
+    """The finalize job of the recording a manifest or finalize job belongs to."""
+    payload = job.payload
+    video_separate_id = (
+        job.key if job.kind is JobKind.FETCH_MANIFEST else payload["video_separate_id"]
+    )
+    return finalize_job(
+        str(payload["bot_id"]), str(payload["recording_id"]), str(video_separate_id)
+    )
 
 
 @dataclass
@@ -246,11 +258,8 @@ class Completion:
         for _ in range(len(self.pending)):
             recording = self.pending[0]
             outcome = recording_outcome(await self.store.list_jobs(parent=recording))
-            if outcome is not None and outcome.missing_finalize is not None:
-                await self._queue_finalize(outcome.missing_finalize)
-                outcome = None
-            if outcome is not None and outcome.stranded_finalize is not None:
-                await wake_finalize(self.store, outcome.stranded_finalize)
+            if outcome is not None and outcome.finalize is not None:
+                await self.store.enqueue([outcome.finalize], OnConflict.REARM)
                 self.wake()
                 outcome = None
             if outcome is None:
@@ -266,14 +275,6 @@ class Completion:
                 self.done += 1
             else:
                 self.failures.append((recording, *outcome.failure))
-
-    async def _queue_finalize(self, manifest: Job) -> None:
-        """A crash between a last part's commit and queueing finalize leaves nothing to run."""
-        payload = manifest.payload
-        job = finalize_job(str(payload["bot_id"]), str(payload["recording_id"]), manifest.key)
-        if await self.store.enqueue([job], OnConflict.IGNORE):
-            log.warning("backfill_finalize_requeued", recording_id=job.key)
-            self.wake()
 
     async def run(self) -> None:
         while True:

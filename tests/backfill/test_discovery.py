@@ -188,7 +188,16 @@ def test_recording_outcomes() -> None:
     # Every part done but finalize never queued (a crash in between): not finished yet.
     gap = recording_outcome([job(fm, done), job(part, done)])
     assert gap is not None
-    assert gap.missing_finalize is not None
+    assert gap.finalize is not None and gap.finalize.kind is fin
+    # Every part done, finalize waiting for its safety-net delay: woken, not finished yet.
+    waiting = job(
+        fin,
+        JobState.PENDING,
+        payload={"bot_id": "b", "recording_id": "r", "video_separate_id": "v"},
+    )
+    stranded = recording_outcome([job(fm, done), job(part, done), waiting])
+    assert stranded is not None and stranded.failure is None
+    assert stranded.finalize is not None and stranded.finalize.payload["video_separate_id"] == "v"
 
 
 @pytest.mark.anyio
