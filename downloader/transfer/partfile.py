@@ -1,13 +1,15 @@
 """Blocking file operations on ``<final>.part``; every method runs in a worker thread.
 
 One call per write buffer (MiBs): ``pwritev`` at the committed offset, SHA-256 update (hashlib
-releases the GIL), and an fsync when a checkpoint is due. The partial file is opened with
+releases the GIL), and an fsync when a checkpoint is due, after which the now clean pages
+are released from the page cache (see ``release_cache``). The partial file is opened with
 ``O_NOFOLLOW`` and must be a regular file. The end of a transfer is two calls: ``finish``
 (last batch, fsync, MP4 check) and ``publish`` (rename, directory fsync, close).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash
 
 PARTIAL_SUFFIX = ".part"
+_FADV_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
 SYNC_FILE_RANGE_WRITE = 2
 READ_BLOCK = 1 << 20
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
@@ -61,6 +64,22 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
+def release_cache(fd: int, offset: int, length: int) -> None:
+    """Give the page cache back pages that are already on the disk (best effort).
+
+    Why: the engine never reads what it wrote (beyond a few MP4 box headers), and copying
+    received bytes into freshly allocated page-cache pages was the largest single CPU cost
+    of a download on the VMs this runs on (~40 % of the process, more than SHA-256). Pages
+    released right after their fsync go back to the free list and are the next ones the
+    next write gets, still warm; the download also no longer evicts the rest of the host's
+    cache. Only pages that an fsync has just made clean are released, so nothing is written
+    early and nothing durable depends on this call.
+    """
+    if _FADV_DONTNEED is not None and length > 0:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, _FADV_DONTNEED)
+
+
 def partial_path(final: Path) -> Path:
     return final.with_name(final.name + PARTIAL_SUFFIX)
 
@@ -81,6 +100,7 @@ class PartFile:
         self.hasher: _Hash = hashlib.sha256()
         self.hashed = 0
         self.length = length  # the file's size as of the last open, write or truncate
+        self.released = 0  # the page cache was released up to here after an fsync
 
     @classmethod
     def open(cls, path: Path, *, make_parents: bool = False) -> PartFile:
@@ -121,6 +141,7 @@ class PartFile:
         """Keep only the first ``offset`` bytes; hash them now (re-reading) or lazily later."""
         os.ftruncate(self.fd, offset)
         self.length = offset
+        self.released = min(self.released, offset)
         if offset != self.hashed:
             self.hasher = hashlib.sha256()
             self.hashed = 0
@@ -143,8 +164,15 @@ class PartFile:
             self.hasher.update(view[:got])
             self.hashed += got
 
-    def write(self, chunks: Sequence[bytes | memoryview], offset: int, sync: bool) -> None:
-        """Write ``chunks`` at ``offset`` (which must be the hashed length), then maybe fsync."""
+    def write(
+        self,
+        chunks: Sequence[bytes | memoryview],
+        offset: int,
+        sync: bool,
+        release: bool = True,
+    ) -> None:
+        """Write ``chunks`` at ``offset`` (which must be the hashed length), then maybe fsync
+        (and then release the now clean pages from the page cache, unless told not to)."""
         if offset != self.hashed:
             raise RuntimeError(f"write at {offset} but {self.hashed} bytes hashed")
         pending: list[memoryview] = [memoryview(c) for c in chunks]
@@ -170,13 +198,20 @@ class PartFile:
         self.length = max(length, position)
         if sync:
             _sync(self.fd)
+            if release:
+                self._release(position)
+
+    def _release(self, upto: int) -> None:
+        release_cache(self.fd, self.released, upto - self.released)
+        self.released = max(self.released, upto)
 
     def finish(self, chunks: Sequence[bytes | memoryview], offset: int, verify: bool) -> Mp4Check:
-        """The last batch, then fsync, then (if asked) the structural check: one thread hop."""
-        self.write(chunks, offset, sync=True)
-        if verify:
-            return self.check_mp4()
-        return Mp4Check(True, None, ())
+        """The last batch, then fsync, then (if asked) the structural check: one thread hop.
+        The page cache is released after the check, which reads a few box headers from it."""
+        self.write(chunks, offset, sync=True, release=False)
+        report = self.check_mp4() if verify else Mp4Check(True, None, ())
+        self._release(self.hashed)
+        return report
 
     def sync(self) -> None:
         _sync(self.fd)

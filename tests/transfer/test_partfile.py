@@ -92,6 +92,35 @@ def test_fsync_error_is_marked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         pf.close()
 
 
+def _cached(fd: int, offset: int) -> bool:
+    """Whether the page at ``offset`` is in the page cache (a read that may not wait)."""
+    try:
+        os.preadv(fd, [bytearray(4096)], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def test_pages_leave_the_page_cache_once_fsynced(tmp_path: Path) -> None:
+    """What an fsync made durable is released; what is only written stays cached (it may
+    still be dirty, and releasing it would start writing early for nothing)."""
+    data = os.urandom(3 << 20)
+    pf = PartFile.open(tmp_path / "p")
+    try:
+        pf.write([data[: 1 << 20]], 0, sync=False)
+        assert _cached(pf.fd, 0)
+        pf.write([data[1 << 20 : 2 << 20]], 1 << 20, sync=True)
+        assert not _cached(pf.fd, 0)
+        assert not _cached(pf.fd, (2 << 20) - 4096)
+        report = pf.finish([data[2 << 20 :]], 2 << 20, verify=False)
+        assert report.ok
+        assert not _cached(pf.fd, (3 << 20) - 4096)
+        assert pf.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        pf.close()
+    assert (tmp_path / "p").read_bytes() == data  # released, not lost
+
+
 def test_publish(tmp_path: Path) -> None:
     final = tmp_path / "a.mp4"
     part = partial_path(final)

@@ -76,12 +76,14 @@ async def test_bytes_on_disk_never_pass_the_recorded_checkpoint_by_more_than_an_
     violations: list[tuple[int, int]] = []
     real_write = PartFile.write
 
-    def checked_write(self: PartFile, chunks: Any, offset: int, sync: bool) -> None:
+    def checked_write(
+        self: PartFile, chunks: Any, offset: int, sync: bool, release: bool = True
+    ) -> None:
         end = offset + sum(len(c) for c in chunks)
         last = recorded.last.offset if recorded.last is not None else 0
         if end - last > settings.checkpoint_bytes:
             violations.append((last, end))
-        real_write(self, chunks, offset, sync)
+        real_write(self, chunks, offset, sync, release)
         if sync:
             fsynced.append(end)
 
