@@ -3,8 +3,9 @@
 Network chunks are batched in memory, half of ``write_buffer_bytes`` at a time, and each
 batch is handed to a worker thread in one hop (write, hash, and fsync when a checkpoint is
 due) while the next half is received, so memory per transfer is bounded by the read and
-write buffers and the loop never blocks on the disk. A small part costs three hops: open,
-last batch + fsync + MP4 check, rename + directory fsync + close.
+write buffers and the loop never blocks on the disk. A fresh small part costs one hop:
+open + last batch + fsync + MP4 check + rename + directory fsync + close (a resumed one
+opens first: it needs the partial file's length before it asks for the rest).
 Third-party errors (aiohttp, OSError) are translated to ``downloader.errors`` here, once.
 """
 
@@ -160,9 +161,10 @@ class _Transfer:
             raise error from exc
 
     async def _discard(self, cause: OSError) -> DiscardPartial:
-        """An fsync failed: never retry it on the same data; start the part over."""
+        """An fsync failed: never retry it on the same data; start the part over. After the
+        rename (its directory fsync failed) the final file is not durably "complete"."""
         self.log.error("fsync_failed", path=str(self.file.path), error=str(cause))
-        await workers.run_sync(discard, self.file.path)
+        await workers.run_sync(discard, self.final if self.file.published else self.file.path)
         return DiscardPartial(f"fsync failed on {self.file.path}: {cause.strerror or cause}")
 
     async def _reset(self, position: Position, *, rehash: bool = True) -> None:
@@ -212,12 +214,14 @@ class _Transfer:
         if self.on_checkpoint is not None:
             await self.on_checkpoint(Checkpoint(self.synced, position.etag, position.total))
 
-    async def _commit(self, position: Position, verify: bool) -> Mp4Check:
-        """Settle, then write the batch, fsync, and (if asked) check: one thread hop."""
+    async def _commit(self, position: Position, verify: bool, publish: bool = False) -> Mp4Check:
+        """Settle, then write the batch, fsync, (if asked) check and, if it passed and asked
+        to, rename to the final name: one thread hop."""
         self._check_total(position)
         await self._settle()
         batch, self.batch, self.size = self.batch, [], 0
-        future = workers.start(self.file.finish, batch, self.offset, verify)
+        final = self.final if publish else None
+        future = workers.start(self.file.finish, batch, self.offset, verify, final)
         try:
             return await self._outcome("syncing", future)
         finally:
@@ -376,23 +380,23 @@ class _Transfer:
         return target
 
     async def _finish(self, position: Position) -> TransferResult:
-        """Last batch + fsync + MP4 check (one hop), checkpoint, then rename + directory
-        fsync + close (one hop)."""
+        """Last batch + fsync + MP4 check + rename + directory fsync + close (one hop), then
+        the final checkpoint.
+
+        The checkpoint comes after the rename: a crash between the two leaves a complete
+        final file that the caller cannot adopt without the total (it downloads the part
+        again, which costs one part in a rare window); recording it first would have the
+        store describe bytes an fsync has not covered yet."""
         total = position.total
         if total is None or self.offset + self.size != total:
             raise IncompleteBody(f"have {self.offset + self.size} bytes, announced {total}")
-        report = await self._commit(position, self.settings.verify_mp4)
+        report = await self._commit(position, self.settings.verify_mp4, publish=True)
         if not report.ok:
             self.log.warning("mp4_invalid", problem=report.problem)
             raise InvalidResponse(f"not a well-formed MP4: {report.problem}")
         if self.synced != total:
             self.synced = total
             await self._emit(position)
-        try:
-            await self._disk("publishing", self.file.publish, self.final)
-        except DiscardPartial:
-            await workers.run_sync(discard, self.final)  # renamed but not durably: not "complete"
-            raise
         digest = self.file.hexdigest()
         self.log.info("part_downloaded", bytes=total, sha256=digest)
         return TransferResult(self.final, total, digest, position.etag)
@@ -451,10 +455,13 @@ async def download_part(
     policy.check(url)
     final = Path(final_path)
     partial = partial_path(final)
-    try:
-        file = await workers.run_sync(partial_file, partial)
-    except OSError as exc:
-        raise _os_error(exc, partial, "opening") from exc
+    if checkpoint is None:
+        file = PartFile.fresh(partial)
+    else:
+        try:
+            file = await workers.run_sync(partial_file, partial)
+        except OSError as exc:
+            raise _os_error(exc, partial, "opening") from exc
     job = _Transfer(
         media,
         url=URL(url, encoded=True),

@@ -3,8 +3,9 @@
 One call per write buffer (MiBs): ``pwritev`` at the committed offset, SHA-256 update (hashlib
 releases the GIL), and an fsync when a checkpoint is due, after which the now clean pages
 are released from the page cache (see ``release_cache``). The partial file is opened with
-``O_NOFOLLOW`` and must be a regular file. The end of a transfer is two calls: ``finish``
-(last batch, fsync, MP4 check) and ``publish`` (rename, directory fsync, close).
+``O_NOFOLLOW`` and must be a regular file; a fresh transfer opens it in its first write's
+hop. The end of a transfer is one call: ``finish`` (last batch, fsync, MP4 check, rename,
+directory fsync, close).
 """
 
 from __future__ import annotations
@@ -101,44 +102,49 @@ class PartFile:
         self.hashed = 0
         self.length = length  # the file's size as of the last open, write or truncate
         self.released = 0  # the page cache was released up to here after an fsync
+        self.deferred = False  # opened by the first call that needs the file (``fresh``)
+        self.published = False  # renamed to its final name
 
     @classmethod
     def open(cls, path: Path, *, make_parents: bool = False) -> PartFile:
-        """Open or create without following a symlink; refuse anything but a regular file.
+        """Open (or create) and lock the partial file now: a transfer that resumes needs
+        its length before it asks for the rest."""
+        fd, size = _open_locked(path, make_parents=make_parents)
+        return cls(path, fd, size)
 
-        The file is locked (``flock``) for as long as it is open: a worker whose lease was
-        taken over while it was frozen (SIGSTOP, a partition) may still hold the file, and
-        two writers on one partial file — on one host or on a shared filesystem — would
-        interleave. The second opener gets ``EWOULDBLOCK`` and tries again later.
+    @classmethod
+    def fresh(cls, path: Path) -> PartFile:
+        """A partial file for a transfer from byte zero, opened by its first write.
+
+        Nothing about the file changes what a fresh transfer asks the server for, so the
+        open (and lock, and emptying of a leftover the store holds no checkpoint for) rides
+        on the first write's thread hop instead of costing a hop of its own before the
+        request; a small part then takes one hop in all. An error answer creates nothing.
         """
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o666)
-        except FileNotFoundError:
-            if not make_parents:
-                raise
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, flags, 0o666)
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(path, fd, info.st_size)
+        part = cls(path, -1, 0)
+        part.deferred = True
+        return part
+
+    def _ensure_open(self) -> None:
+        if self.deferred:
+            self.fd, size = _open_locked(self.path, make_parents=True)
+            self.deferred = False
+            if size:  # a leftover without a checkpoint is not trusted
+                os.ftruncate(self.fd, 0)
 
     @property
     def closed(self) -> bool:
+        """Nothing open (never opened yet, or closed): nothing to truncate or close."""
         return self.fd < 0
 
     def size(self) -> int:
+        self._ensure_open()
         self.length = os.fstat(self.fd).st_size
         return self.length
 
     def reset(self, offset: int, rehash: bool = True) -> None:
         """Keep only the first ``offset`` bytes; hash them now (re-reading) or lazily later."""
+        self._ensure_open()
         os.ftruncate(self.fd, offset)
         self.length = offset
         self.released = min(self.released, offset)
@@ -175,6 +181,7 @@ class PartFile:
         (and then release the now clean pages from the page cache, unless told not to)."""
         if offset != self.hashed:
             raise RuntimeError(f"write at {offset} but {self.hashed} bytes hashed")
+        self._ensure_open()
         pending: list[memoryview] = [memoryview(c) for c in chunks]
         position = offset
         length, self.length = self.length, -1  # unknown until every byte is written
@@ -205,18 +212,29 @@ class PartFile:
         release_cache(self.fd, self.released, upto - self.released)
         self.released = max(self.released, upto)
 
-    def finish(self, chunks: Sequence[bytes | memoryview], offset: int, verify: bool) -> Mp4Check:
-        """The last batch, then fsync, then (if asked) the structural check: one thread hop.
+    def finish(
+        self,
+        chunks: Sequence[bytes | memoryview],
+        offset: int,
+        verify: bool,
+        final: Path | None = None,
+    ) -> Mp4Check:
+        """The last batch, fsync, the structural check (if asked) and, if it passed and
+        ``final`` is given, the rename, directory fsync and close: one thread hop.
         The page cache is released after the check, which reads a few box headers from it."""
         self.write(chunks, offset, sync=True, release=False)
         report = self.check_mp4() if verify else Mp4Check(True, None, ())
         self._release(self.hashed)
+        if report.ok and final is not None:
+            self.publish(final)
         return report
 
     def sync(self) -> None:
+        self._ensure_open()
         _sync(self.fd)
 
     def check_mp4(self) -> Mp4Check:
+        self._ensure_open()
         return check_mp4_fd(self.fd, self.hashed)
 
     def hexdigest(self) -> str:
@@ -225,24 +243,58 @@ class PartFile:
     def publish(self, final: Path) -> None:
         """Rename to ``final``, make the rename durable, and close (the lock goes with it)."""
         try:
-            publish(self.path, final)
+            publish(self.path, final, renamed=self._renamed)
         finally:
             self.close()
 
+    def _renamed(self) -> None:
+        self.published = True
+
     def close(self) -> None:
+        self.deferred = False
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
 
 
-def publish(partial: Path, final: Path) -> None:
+def publish(partial: Path, final: Path, renamed: Callable[[], None] | None = None) -> None:
     """Rename the verified partial file to its final name and make the rename durable."""
     os.replace(partial, final)
+    if renamed is not None:
+        renamed()
     dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _sync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _open_locked(path: Path, *, make_parents: bool) -> tuple[int, int]:
+    """Open or create without following a symlink; refuse anything but a regular file.
+    Returns the descriptor and the file's size.
+
+    The file is locked (``flock``) for as long as it is open: a worker whose lease was
+    taken over while it was frozen (SIGSTOP, a partition) may still hold the file, and
+    two writers on one partial file — on one host or on a shared filesystem — would
+    interleave. The second opener gets ``EWOULDBLOCK`` and tries again later.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        if not make_parents:
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o666)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
 
 
 def discard(path: Path) -> None:

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import random
+import stat
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +27,7 @@ from downloader.errors import (
     UnsafeUrl,
 )
 from downloader.transfer import (
+    Checkpoint,
     TransferSettings,
     download_part,
     partial_path,
@@ -227,20 +229,30 @@ async def test_unsafe_urls_are_refused_before_any_io(tmp_path: Path) -> None:
         assert env.media_stats()["full_requests"] == 0
 
 
-async def test_symlink_at_partial_path_is_not_followed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resuming", [False, True], ids=["fresh", "resuming"])
+async def test_symlink_at_partial_path_is_not_followed(tmp_path: Path, resuming: bool) -> None:
+    """A fresh transfer opens the partial file with its first write, a resumed one before
+    its request (it needs the length): either way the link is refused, never followed."""
     async with one_part() as env:
         path = final_path(tmp_path)
         path.parent.mkdir(parents=True)
         victim = tmp_path / "victim"
         victim.write_bytes(b"precious")
         partial_path(path).symlink_to(victim)
+        checkpoint = Checkpoint(1000, None, None) if resuming else None
         with pytest.raises(JobFailed, match="symlink"):
-            await fetch(env, path)
+            await fetch(env, path, checkpoint=checkpoint)
         assert victim.read_bytes() == b"precious"
-        assert env.media_stats()["full_requests"] == 0
+        assert partial_path(path).is_symlink() and not path.exists()
+        if resuming:
+            assert env.media_stats()["full_requests"] == 0
+            assert env.media_stats()["range_requests"] == 0
 
 
-async def test_a_partial_file_held_by_another_writer_is_left_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resuming", [False, True], ids=["fresh", "resuming"])
+async def test_a_partial_file_held_by_another_writer_is_left_alone(
+    tmp_path: Path, resuming: bool
+) -> None:
     async with one_part() as env:
         path = final_path(tmp_path)
         path.parent.mkdir(parents=True)
@@ -248,10 +260,13 @@ async def test_a_partial_file_held_by_another_writer_is_left_alone(tmp_path: Pat
         # Another process (here another open file description) holds the partial file.
         with partial_path(path).open("r+b") as other:
             fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            checkpoint = Checkpoint(5, None, None) if resuming else None
             with pytest.raises(RetryLater, match="another process is still writing"):
-                await fetch(env, path)
+                await fetch(env, path, checkpoint=checkpoint)
             assert partial_path(path).read_bytes() == b"other writer"
-            assert env.media_stats()["full_requests"] == 0
+            if resuming:  # it needed the file before asking: nothing was asked
+                assert env.media_stats()["full_requests"] == 0
+                assert env.media_stats()["range_requests"] == 0
         sha = await fetch(env, path)  # the lock went with the other writer
         assert_clean(env, path, sha)
 
@@ -281,3 +296,38 @@ async def test_fsync_failure_discards_the_partial_and_starts_over(
         sha = await fetch(env, path, checkpoint=cps.last, cps=cps)
         assert_clean(env, path, sha)
         assert env.served() - served == len(env.content())  # downloaded again from zero
+
+
+async def test_directory_fsync_failure_after_the_rename_discards_the_final_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename happened but is not known durable: the part is not complete, and the
+    file under the final name must not be mistaken for one."""
+    real_fsync = os.fsync
+
+    def directory_fsync_fails(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    async with one_part(part_size=200_000) as env:
+        path = final_path(tmp_path)
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "fsync", directory_fsync_fails)
+            with pytest.raises(DiscardPartial, match="fsync failed"):
+                await fetch(env, path)
+        assert not path.exists() and not partial_path(path).exists()
+        sha = await fetch(env, path)
+        assert_clean(env, path, sha)
+
+
+async def test_a_leftover_partial_file_without_a_checkpoint_is_replaced(tmp_path: Path) -> None:
+    """No checkpoint: nothing on disk is trusted; the first write empties the file, whatever
+    its length (here longer than the part)."""
+    async with one_part(part_size=200_000) as env:
+        path = final_path(tmp_path)
+        path.parent.mkdir(parents=True)
+        partial_path(path).write_bytes(b"stale" * 100_000)
+        sha = await fetch(env, path)
+        assert_clean(env, path, sha)
+        assert env.media_stats()["range_requests"] == 0
