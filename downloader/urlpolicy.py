@@ -10,6 +10,7 @@ on loopback (the bundled simulator, tests).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ DEFAULT_ALLOWED_SUFFIXES = ("recall.ai", "amazonaws.com")
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
+@functools.lru_cache(maxsize=256)  # called for every part; the hosts are few
 def is_loopback_host(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -72,29 +74,32 @@ class UrlPolicy:
         loopback_http = api.scheme == "http" and api.host is not None and is_loopback_host(api.host)
         return cls(allowed_hosts=tuple(dict.fromkeys(hosts)), allow_loopback_http=loopback_http)
 
+    def _problem(self, parsed: URL) -> str | None:
+        """Why ``parsed`` is refused, or None (the URL is shown by the caller, redacted)."""
+        host = (parsed.host or "").lower()
+        if not parsed.is_absolute() or not host:
+            return "URL without a host"
+        if parsed.user is not None or parsed.password is not None:
+            return "URL with credentials refused"
+        if parsed.scheme == "http" and self.allow_loopback_http and is_loopback_host(host):
+            return None
+        if parsed.scheme != "https":
+            return "only https URLs are allowed"
+        if _is_ip_literal(host):
+            return "IP-literal host refused"
+        if parsed.explicit_port not in (None, 443):
+            return "non-default port refused"
+        if not any(_host_matches(host, allowed) for allowed in self.allowed_hosts):
+            return f"host {host} is not in the allow-list (add it with RECALL_DL_ALLOWED_HOSTS)"
+        return None
+
     def check(self, url: str) -> URL:
         """Return the parsed URL, or raise UnsafeUrl saying why (without the query string)."""
         try:
             parsed = URL(url)
         except (TypeError, ValueError) as exc:
             raise UnsafeUrl("unparseable URL in remote data") from exc
-        shown = redact_url(parsed)
-        host = (parsed.host or "").lower()
-        if not parsed.is_absolute() or not host:
-            raise UnsafeUrl(f"URL without a host: {shown}")
-        if parsed.user is not None or parsed.password is not None:
-            raise UnsafeUrl(f"URL with credentials refused: {shown}")
-        if parsed.scheme == "http" and self.allow_loopback_http and is_loopback_host(host):
-            return parsed
-        if parsed.scheme != "https":
-            raise UnsafeUrl(f"only https URLs are allowed: {shown}")
-        if _is_ip_literal(host):
-            raise UnsafeUrl(f"IP-literal host refused: {shown}")
-        if parsed.explicit_port not in (None, 443):
-            raise UnsafeUrl(f"non-default port refused: {shown}")
-        if not any(_host_matches(host, allowed) for allowed in self.allowed_hosts):
-            raise UnsafeUrl(
-                f"host {host} is not in the allow-list "
-                f"(add it with RECALL_DL_ALLOWED_HOSTS): {shown}"
-            )
+        problem = self._problem(parsed)
+        if problem is not None:
+            raise UnsafeUrl(f"{problem}: {redact_url(parsed)}")
         return parsed

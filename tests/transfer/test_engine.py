@@ -184,6 +184,32 @@ async def test_limits_bound_global_host_and_recording() -> None:
     assert not limits._recordings.limiters  # per-key limiters are dropped when idle
 
 
+async def test_a_part_cancelled_while_waiting_for_a_slot_leaves_nothing_held() -> None:
+    limits = TransferLimits(global_limit=1, per_host=1, per_recording=1)
+    release = anyio.Event()
+
+    async def holder() -> None:
+        async with limits.slot("H", "r1"):
+            await release.wait()
+
+    async def waiter() -> None:
+        async with limits.slot("h", "r2"):  # same host, other case: one key
+            raise AssertionError("a cancelled waiter must not get the slot")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        await anyio.wait_all_tasks_blocked()
+        async with anyio.create_task_group() as waiting:
+            waiting.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert limits._hosts.limiters["h"][1] == 2  # both counted on the host's limiter
+            waiting.cancel_scope.cancel()
+        assert limits._hosts.limiters["h"][1] == 1 and "r2" not in limits._recordings.limiters
+        release.set()
+    assert limits.in_flight == 0
+    assert not limits._hosts.limiters and not limits._recordings.limiters
+
+
 def test_limits_and_settings_validate() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         TransferLimits(global_limit=0)
