@@ -25,7 +25,7 @@ from downloader.transfer import (
     download_part,
     open_media_session,
 )
-from downloader.tuning import tune_allocator
+from downloader.tuning import freeze_startup_objects, tune_allocator
 from downloader.urlpolicy import UrlPolicy
 
 
@@ -79,6 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.no_tune:
         tune_allocator()
+        freeze_startup_objects()
     if args.no_fsync:
         os.fsync = lambda fd: None
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -40,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from downloader.tuning import tune_allocator
+    from downloader.tuning import freeze_startup_objects, tune_allocator
 
     tune_allocator()
     parser = build_parser()
     args = parser.parse_args(argv)
+    freeze_startup_objects()
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         try:
