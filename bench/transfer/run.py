@@ -30,6 +30,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MB = 1_000_000
 TOOLS = ("curl", "aria2c", "ours")
+# not a downloader: the same files copied with our durability discipline, no network, no
+# hash (``durable.py``), to show what durability alone allows on this disk
+REFERENCES = ("durable",)
 BASELINE: list[Path] = []  # --baseline: a checkout whose engine runs as the tool "before"
 PEERS = ("curl", "aria2c")
 # (scenario, peer) -> (target as written in the issue, test on (throughput ratio, CPU ratio))
@@ -169,7 +172,9 @@ http {{
 # --- one run ----------------------------------------------------------------------------
 
 
-def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) -> list[str]:
+def command(
+    tool: str, scenario: Scenario, base: str, out: Path, lists: Path, files: Path
+) -> list[str]:
     names = [f"f{i:05d}.mp4" for i in range(scenario.count)]
     urls = [f"{base}/{scenario.name}/{n}" for n in names]
     j = str(scenario.concurrency)
@@ -208,6 +213,20 @@ def command(tool: str, scenario: Scenario, base: str, out: Path, lists: Path) ->
         ]
     listing = lists / f"ours-{scenario.name}.txt"
     listing.write_text("".join(f"{u}\t{n}\n" for u, n in zip(urls, names, strict=True)))
+    if tool == "durable":
+        return [
+            sys.executable,
+            "-m",
+            "bench.transfer.durable",
+            "--list",
+            str(listing),
+            "--source",
+            str(files),
+            "--out",
+            str(out),
+            "--concurrency",
+            j,
+        ]
     engine = [
         sys.executable,
         "-m",
@@ -299,7 +318,7 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, l
         "|---|---|---|---|---|---|---|",
     ]
     med: dict[tuple[str, str], Sample] = {}
-    tools = [t for t in (*TOOLS, "before") if any(k[1] == t for k in results)]
+    tools = [t for t in (*TOOLS, "before", *REFERENCES) if any(k[1] == t for k in results)]
     for scenario in SCENARIOS:
         for tool in tools:
             samples = results[(scenario.name, tool)]
@@ -332,6 +351,8 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, l
             lines.append(
                 f"| {scenario.name} | {peer} | {speed:.2f} | {cpu:.2f} | {target} | {verdict} |"
             )
+    if "durable" in tools:
+        lines += durability_table(med)
     if "before" in tools:
         lines += [
             "",
@@ -387,6 +408,37 @@ def report(results: dict[tuple[str, str], list[Sample]], runs: int, argv: str, l
     return "\n".join(lines) + "\n"
 
 
+def durability_table(med: dict[tuple[str, str], Sample]) -> list[str]:
+    """The same runs, counting the time until every tool's data is on the disk."""
+    lines = [
+        "",
+        "With durability counted: *curl + sync* is curl's wall time plus the `sync` right "
+        "after it (the moment its data is on the disk; ours fsyncs as it goes, its "
+        "*sync after* is ~0); *durable* is the reference copy with no network and no hash "
+        "(`durable.py`): about the most any tool that makes data durable as ours does "
+        "reaches on this disk.",
+        "",
+        "| scenario | curl | curl + sync | durable | ours | ours / (curl + sync) "
+        "| ours / durable | curl / durable |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in SCENARIOS:
+        if (scenario.name, "durable") not in med:
+            continue
+        curl, ours = med[(scenario.name, "curl")], med[(scenario.name, "ours")]
+        durable = med[(scenario.name, "durable")]
+        synced = replace(curl, seconds=curl.seconds + curl.sync_after)
+        unit = " files/s" if scenario.name == "small" else " MB/s"
+        rates = [rate(scenario, m) for m in (curl, synced, durable, ours)]
+        lines.append(
+            f"| {scenario.name} | "
+            + " | ".join(f"{r:,.1f}{unit}" for r in rates)
+            + f" | {rates[3] / rates[1]:.2f} | {rates[3] / rates[2]:.2f} "
+            f"| {rates[0] / rates[2]:.2f} |"
+        )
+    return lines
+
+
 def tool_versions() -> str:
     def first(argv: list[str]) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -406,7 +458,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/recall-dl-bench"))
     parser.add_argument("--only", choices=[s.name for s in SCENARIOS], action="append")
-    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--tools", default=",".join(TOOLS + REFERENCES))
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -441,7 +493,7 @@ def main() -> None:
                 # (see below); rotating the order gives every tool that slot in turn
                 for tool in tools[run % len(tools) :] + tools[: run % len(tools)]:
                     target = fresh_output(out, scenario, run, tool)
-                    sample = measure(command(tool, scenario, base, target, lists), lists)
+                    sample = measure(command(tool, scenario, base, target, lists, files), lists)
                     synced = time.perf_counter()
                     os.sync()
                     sample = replace(
