@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument(
         "--write-buffer-bytes", type=int, default=TransferSettings().write_buffer_bytes
     )
+    parser.add_argument(
+        "--checkpoint-bytes", type=int, default=TransferSettings().checkpoint_bytes
+    )
     parser.add_argument("--no-tune", action="store_true", help="skip the allocator tuning")
     parser.add_argument(
         "--report", type=Path, help="write the in-process seconds of the transfers (JSON) here"
@@ -88,7 +91,9 @@ def main() -> None:
         url, name = line.split("\t")
         jobs.append((url, args.out / name))
     settings = TransferSettings(
-        chunk_bytes=args.chunk_bytes, write_buffer_bytes=args.write_buffer_bytes
+        chunk_bytes=args.chunk_bytes,
+        write_buffer_bytes=args.write_buffer_bytes,
+        checkpoint_bytes=args.checkpoint_bytes,
     )
     started = time.perf_counter()
     anyio.run(run, jobs, args.concurrency, settings)
