@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,10 +40,10 @@ def prepare_out_dir(out: Path) -> Path:
         raise ConfigError(f"cannot create output folder {out}: {exc.strerror}") from None
     if not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a folder")
-    probe = out / ".recall-dl-write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
+    try:  # a name of its own: hosts sharing the folder start at the same moment
+        fd, probe = tempfile.mkstemp(prefix=".recall-dl-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ConfigError(f"output folder {out} is not writable: {exc.strerror}") from None
     return out.resolve()

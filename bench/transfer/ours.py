@@ -67,9 +67,7 @@ def main() -> None:
     parser.add_argument(
         "--write-buffer-bytes", type=int, default=TransferSettings().write_buffer_bytes
     )
-    parser.add_argument(
-        "--checkpoint-bytes", type=int, default=TransferSettings().checkpoint_bytes
-    )
+    parser.add_argument("--checkpoint-bytes", type=int, default=TransferSettings().checkpoint_bytes)
     parser.add_argument("--no-tune", action="store_true", help="skip the allocator tuning")
     parser.add_argument(
         "--report", type=Path, help="write the in-process seconds of the transfers (JSON) here"
