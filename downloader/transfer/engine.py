@@ -3,9 +3,9 @@
 Network chunks are batched in memory, half of ``write_buffer_bytes`` at a time, and each
 batch is handed to a worker thread in one hop (write, hash, and fsync when a checkpoint is
 due) while the next half is received, so memory per transfer is bounded by the read and
-write buffers and the loop never blocks on the disk. A fresh small part costs one hop:
-open + last batch + fsync + MP4 check + rename + directory fsync + close (a resumed one
-opens first: it needs the partial file's length before it asks for the rest).
+write buffers and the loop never blocks on the disk. A small part costs two hops: open
+and lock (before the request: see ``PartFile.open``), then last batch + fsync + MP4 check
++ rename + directory fsync + close.
 Third-party errors (aiohttp, OSError) are translated to ``downloader.errors`` here, once.
 """
 
@@ -455,13 +455,10 @@ async def download_part(
     policy.check(url)
     final = Path(final_path)
     partial = partial_path(final)
-    if checkpoint is None:
-        file = PartFile.fresh(partial)
-    else:
-        try:
-            file = await workers.run_sync(partial_file, partial)
-        except OSError as exc:
-            raise _os_error(exc, partial, "opening") from exc
+    try:
+        file = await workers.run_sync(partial_file, partial)
+    except OSError as exc:
+        raise _os_error(exc, partial, "opening") from exc
     job = _Transfer(
         media,
         url=URL(url, encoded=True),

@@ -3,9 +3,9 @@
 One call per write buffer (MiBs): ``pwritev`` at the committed offset, SHA-256 update (hashlib
 releases the GIL), and an fsync when a checkpoint is due, after which the now clean pages
 are released from the page cache (see ``release_cache``). The partial file is opened with
-``O_NOFOLLOW`` and must be a regular file; a fresh transfer opens it in its first write's
-hop. The end of a transfer is one call: ``finish`` (last batch, fsync, MP4 check, rename,
-directory fsync, close).
+``O_NOFOLLOW`` and must be a regular file. A transfer opens (and locks) it before its
+request; the end of a transfer is one call: ``finish`` (last batch, fsync, MP4 check,
+rename, directory fsync, close).
 """
 
 from __future__ import annotations
@@ -102,49 +102,27 @@ class PartFile:
         self.hashed = 0
         self.length = length  # the file's size as of the last open, write or truncate
         self.released = 0  # the page cache was released up to here after an fsync
-        self.deferred = False  # opened by the first call that needs the file (``fresh``)
         self.published = False  # renamed to its final name
 
     @classmethod
     def open(cls, path: Path, *, make_parents: bool = False) -> PartFile:
-        """Open (or create) and lock the partial file now: a transfer that resumes needs
-        its length before it asks for the rest."""
+        """Open (or create) and lock the partial file, before anything is asked of the
+        server: a resumed transfer needs its length, and a host whose lease was taken over
+        while it was frozen mid-body still holds the lock, so its successor does not
+        download the same part at the same time (see ``_open_locked``)."""
         fd, size = _open_locked(path, make_parents=make_parents)
         return cls(path, fd, size)
 
-    @classmethod
-    def fresh(cls, path: Path) -> PartFile:
-        """A partial file for a transfer from byte zero, opened by its first write.
-
-        Nothing about the file changes what a fresh transfer asks the server for, so the
-        open (and lock, and emptying of a leftover the store holds no checkpoint for) rides
-        on the first write's thread hop instead of costing a hop of its own before the
-        request; a small part then takes one hop in all. An error answer creates nothing.
-        """
-        part = cls(path, -1, 0)
-        part.deferred = True
-        return part
-
-    def _ensure_open(self) -> None:
-        if self.deferred:
-            self.fd, size = _open_locked(self.path, make_parents=True)
-            self.deferred = False
-            if size:  # a leftover without a checkpoint is not trusted
-                os.ftruncate(self.fd, 0)
-
     @property
     def closed(self) -> bool:
-        """Nothing open (never opened yet, or closed): nothing to truncate or close."""
         return self.fd < 0
 
     def size(self) -> int:
-        self._ensure_open()
         self.length = os.fstat(self.fd).st_size
         return self.length
 
     def reset(self, offset: int, rehash: bool = True) -> None:
         """Keep only the first ``offset`` bytes; hash them now (re-reading) or lazily later."""
-        self._ensure_open()
         os.ftruncate(self.fd, offset)
         self.length = offset
         self.released = min(self.released, offset)
@@ -181,7 +159,6 @@ class PartFile:
         (and then release the now clean pages from the page cache, unless told not to)."""
         if offset != self.hashed:
             raise RuntimeError(f"write at {offset} but {self.hashed} bytes hashed")
-        self._ensure_open()
         pending: list[memoryview] = [memoryview(c) for c in chunks]
         position = offset
         length, self.length = self.length, -1  # unknown until every byte is written
@@ -230,11 +207,9 @@ class PartFile:
         return report
 
     def sync(self) -> None:
-        self._ensure_open()
         _sync(self.fd)
 
     def check_mp4(self) -> Mp4Check:
-        self._ensure_open()
         return check_mp4_fd(self.fd, self.hashed)
 
     def hexdigest(self) -> str:
@@ -251,7 +226,6 @@ class PartFile:
         self.published = True
 
     def close(self) -> None:
-        self.deferred = False
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)

@@ -231,8 +231,8 @@ async def test_unsafe_urls_are_refused_before_any_io(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("resuming", [False, True], ids=["fresh", "resuming"])
 async def test_symlink_at_partial_path_is_not_followed(tmp_path: Path, resuming: bool) -> None:
-    """A fresh transfer opens the partial file with its first write, a resumed one before
-    its request (it needs the length): either way the link is refused, never followed."""
+    """The partial file is opened before the request, fresh or resuming: the link is
+    refused, never followed, and nothing is asked of the server."""
     async with one_part() as env:
         path = final_path(tmp_path)
         path.parent.mkdir(parents=True)
@@ -244,9 +244,8 @@ async def test_symlink_at_partial_path_is_not_followed(tmp_path: Path, resuming:
             await fetch(env, path, checkpoint=checkpoint)
         assert victim.read_bytes() == b"precious"
         assert partial_path(path).is_symlink() and not path.exists()
-        if resuming:
-            assert env.media_stats()["full_requests"] == 0
-            assert env.media_stats()["range_requests"] == 0
+        assert env.media_stats()["full_requests"] == 0
+        assert env.media_stats()["range_requests"] == 0
 
 
 @pytest.mark.parametrize("resuming", [False, True], ids=["fresh", "resuming"])
@@ -264,9 +263,10 @@ async def test_a_partial_file_held_by_another_writer_is_left_alone(
             with pytest.raises(RetryLater, match="another process is still writing"):
                 await fetch(env, path, checkpoint=checkpoint)
             assert partial_path(path).read_bytes() == b"other writer"
-            if resuming:  # it needed the file before asking: nothing was asked
-                assert env.media_stats()["full_requests"] == 0
-                assert env.media_stats()["range_requests"] == 0
+            # the lock is taken before asking: a frozen holder's successor does not
+            # download the part at the same time
+            assert env.media_stats()["full_requests"] == 0
+            assert env.media_stats()["range_requests"] == 0
         sha = await fetch(env, path)  # the lock went with the other writer
         assert_clean(env, path, sha)
 
@@ -322,8 +322,8 @@ async def test_directory_fsync_failure_after_the_rename_discards_the_final_file(
 
 
 async def test_a_leftover_partial_file_without_a_checkpoint_is_replaced(tmp_path: Path) -> None:
-    """No checkpoint: nothing on disk is trusted; the first write empties the file, whatever
-    its length (here longer than the part)."""
+    """No checkpoint: nothing on disk is trusted; the file is emptied whatever its length
+    (here longer than the part)."""
     async with one_part(part_size=200_000) as env:
         path = final_path(tmp_path)
         path.parent.mkdir(parents=True)

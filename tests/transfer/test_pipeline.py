@@ -101,10 +101,10 @@ async def test_bytes_on_disk_never_pass_the_recorded_checkpoint_by_more_than_an_
     assert offsets[-1] == 3 << 20
 
 
-async def test_a_fresh_small_part_takes_one_thread_hop(
+async def test_a_small_part_takes_two_thread_hops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Open + last batch + fsync + check + rename + directory fsync + close: one call."""
+    """Open and lock; then last batch + fsync + check + rename + directory fsync + close."""
     calls: list[str] = []
     real_start = workers.start
 
@@ -120,7 +120,7 @@ async def test_a_fresh_small_part_takes_one_thread_hop(
                 media, env.url, path, policy=env.policy, on_checkpoint=Checkpoints()
             )
         assert_clean(env, path, result.sha256)
-    assert calls == ["finish"]
+    assert calls == ["partial_file", "finish"]
 
 
 def test_mp4_check_through_a_descriptor_reads_headers_in_place(tmp_path: Path) -> None:
