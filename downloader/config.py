@@ -40,6 +40,8 @@ from yarl import URL
 from downloader.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/recall-dl/recall-dl.toml")
+API_PATH_PREFIX = "/api/v1"  # what Recall's docs put after the origin; the client adds it
+
 REGIONS = ("us-east-1", "us-west-2", "eu-central-1", "ap-northeast-1")
 ENV_PREFIX = "RECALL_DL_"
 # RECALL_DL_* variables that are not settings: the benchmark harness (bench/) passes these to
@@ -188,11 +190,31 @@ def _parse_path(raw: object) -> Path:
     return Path(_parse_str(raw)).expanduser()
 
 
+def _secret_problem(value: str) -> str | None:
+    """Why a (stripped) secret cannot be sent in an HTTP header, or None."""
+    if not value:
+        return "must not be empty"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        # (a key pasted with a line break would otherwise fail every request, later)
+        return "must not contain spaces, line breaks or control characters"
+    return None
+
+
 def _parse_secret(raw: object) -> Secret:
     value = _parse_str(raw).strip()
-    if not value:
-        raise ValueError("must not be empty")
+    problem = _secret_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return Secret(value)
+
+
+def _parse_api_url(raw: object) -> str:
+    """The API's origin. Recall's docs write endpoints as ``https://<region>.recall.ai/api/v1/
+    …``; an URL given with that prefix means the same origin (the prefix is ours to add)."""
+    value = _parse_str(raw).strip().rstrip("/")
+    if value.endswith(API_PATH_PREFIX):
+        value = value[: -len(API_PATH_PREFIX)]
+    return value
 
 
 _PARSERS: dict[type, Callable[[object], Any]] = {
@@ -204,6 +226,7 @@ _PARSERS: dict[type, Callable[[object], Any]] = {
 _SPECIAL: dict[str, Callable[[object], Any]] = {
     "api_key": _parse_secret,
     "webhook_secret": _parse_secret,
+    "api_url": _parse_api_url,
     "api_key_file": _parse_path,
     "webhook_secret_file": _parse_path,
     "out": _parse_path,
@@ -275,6 +298,9 @@ def read_secret_file(path: Path, setting: str, source: str | None = None) -> Sec
     value = _read_private_text(path, what, private=True)
     if not value:
         raise ConfigError(f"{what} is empty")
+    problem = _secret_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{what}: the secret {problem}")
     return Secret(value)
 
 
@@ -332,6 +358,12 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
         url = URL(settings.api_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise bad("api_url", f"{settings.api_url!r} is not an http(s) URL")
+        if url.path not in ("", "/") or url.query_string or url.fragment:
+            raise bad(
+                "api_url",
+                f"{settings.api_url!r} has a path; give the origin only, e.g. "
+                "https://us-east-1.recall.ai (recall-dl adds /api/v1/…)",
+            )
     for name in (
         "concurrency",
         "per_host_concurrency",

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from downloader.naming import SIDECAR_NAME
 
@@ -18,7 +19,9 @@ class Problem:
     part_id: str
     recording_id: str
     path: Path
-    what: str  # "missing" | "size differs" | "sha256 differs" | "outside output folder"
+    # "missing" | "size differs" | "sha256 differs" | "outside output folder" |
+    # "sidecar unreadable: <why>"
+    what: str
 
 
 def sha256_file(path: Path) -> str:
@@ -34,12 +37,28 @@ def sidecars(out: Path) -> Iterator[Path]:
     yield from sorted(out.glob(f"*/*/{SIDECAR_NAME}"))
 
 
+def _read_sidecar(sidecar: Path) -> tuple[dict[str, Any] | None, str]:
+    """The sidecar's object with a list of part objects, or None and why it is unusable."""
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"sidecar unreadable: {exc}"
+    if not isinstance(data, dict):
+        return None, "sidecar unreadable: not a JSON object"
+    parts = data.get("parts")
+    if not isinstance(parts, list) or not all(isinstance(entry, dict) for entry in parts):
+        return None, "sidecar unreadable: no list of parts"
+    return data, ""
+
+
 def check_sidecar(out: Path, sidecar: Path) -> tuple[int, list[Problem]]:
-    """Returns (parts checked, problems found)."""
-    data = json.loads(sidecar.read_text(encoding="utf-8"))
-    recording_id = str(data.get("recording_id"))
+    """Returns (parts checked, problems found); a damaged sidecar is one problem."""
+    data, why = _read_sidecar(sidecar)
+    if data is None:  # <out>/<bot>/<recording>/manifest.json: the folder names the recording
+        return 0, [Problem("-", sidecar.parent.name, sidecar, why)]
+    recording_id = str(data.get("recording_id") or sidecar.parent.name)
     problems: list[Problem] = []
-    parts = data.get("parts") or []
+    parts: list[dict[str, Any]] = data["parts"]
     root = out.resolve()
     for entry in parts:
         path = sidecar.parent / str(entry.get("path"))

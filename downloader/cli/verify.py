@@ -60,7 +60,7 @@ def scan(out: Path) -> tuple[int, list[Problem]]:
 
 
 async def repair(settings: Settings, state: str, problems: list[Problem]) -> int:
-    ids = {job_id(JobKind.DOWNLOAD_PART, p.part_id) for p in problems}
+    ids = {job_id(JobKind.DOWNLOAD_PART, p.part_id) for p in problems if p.part_id != "-"}
     ids |= {job_id(JobKind.FINALIZE_RECORDING, p.recording_id) for p in problems}
     for problem in problems:
         if problem.what != "outside output folder":
@@ -91,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
         checked = max(checked, recorded)
         problems += [p for p in extra if p.path not in listed]
     for problem in problems:
-        print(f"{problem.what}: {problem.path} (part {problem.part_id})")
+        whose = (
+            f"part {problem.part_id}"
+            if problem.part_id != "-"
+            else f"recording {problem.recording_id}"
+        )
+        print(f"{problem.what}: {problem.path} ({whose})")
     print(f"checked {checked} part(s): {len(problems)} problem(s)")
     if problems and args.repair and state is not None:
         changed = anyio.run(repair, settings, state, problems)

@@ -72,3 +72,22 @@ def test_verify_reports_what_the_store_has_but_the_disk_lost(ws: Workspace) -> N
     assert ws.run("fetch", bot_id).returncode == 0
     assert_bot_complete(ws, bot_id)
     assert ws.run("verify").returncode == 0
+
+
+def test_verify_reports_a_damaged_sidecar_and_repair_rewrites_it(ws: Workspace) -> None:
+    bot_id = ws.sim.bot_ids[0]
+    assert ws.run("fetch", bot_id).returncode == 0
+    sidecar = next((ws.out / bot_id).rglob("manifest.json"))
+    for damage in (b"{bad", b"{}", b'{"parts": "none"}'):
+        sidecar.write_bytes(damage)
+        result = ws.run("verify")
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        assert "sidecar unreadable: " in result.stdout
+        assert f"(recording {sidecar.parent.name})" in result.stdout
+
+    assert ws.run("verify", "--repair").returncode == 1
+    assert not sidecar.exists()
+    assert ws.run("fetch", bot_id).returncode == 0
+    assert_bot_complete(ws, bot_id)  # the sidecar is written again, listing every part
+    assert ws.run("verify").returncode == 0

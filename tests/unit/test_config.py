@@ -94,6 +94,20 @@ def test_missing_key_is_a_clear_error() -> None:
         load_settings(env={}).require_api_key()
 
 
+@pytest.mark.parametrize("bad", ["sek\nrit", "sek rit", "sek\x00rit", "   "])
+def test_a_key_that_cannot_go_in_a_header_is_refused_up_front(bad: str, tmp_path: Path) -> None:
+    """A key pasted with a line break used to fail every request, job by job, later."""
+    with pytest.raises(ConfigError, match=r"RECALL_API_KEY|api_key") as info:
+        load_settings(env={"RECALL_API_KEY": bad})
+    assert "sek" not in str(info.value)  # the message never shows the secret
+    key = tmp_path / "key"
+    key.write_text(bad + "\n")
+    key.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"empty|line breaks") as info:
+        load_settings(env={"RECALL_DL_API_KEY_FILE": str(key)})
+    assert "sek" not in str(info.value)
+
+
 def test_secret_never_shows_itself() -> None:
     secret = Secret("hunter2-key")
     assert "hunter2" not in repr(secret)
@@ -242,3 +256,17 @@ def test_every_setting_has_an_accepted_environment_name() -> None:
 
     env = {env_name(name): "" for name in FIELD_NAMES}
     assert load_settings(env=env) == load_settings(env={})
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["http://127.0.0.1:8000", "http://127.0.0.1:8000/", "http://127.0.0.1:8000/api/v1/"],
+)
+def test_api_url_is_the_origin_with_or_without_the_documented_prefix(given: str) -> None:
+    settings = load_settings(env={"RECALL_API_URL": given})
+    assert settings.base_url == "http://127.0.0.1:8000"
+
+
+def test_api_url_with_another_path_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match="origin only"):
+        load_settings(env={"RECALL_API_URL": "https://us-east-1.recall.ai/v2"})
