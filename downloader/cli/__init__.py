@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("downloader.cli.fetch", "download every separate video of some bots, then exit"),
     "add": ("downloader.cli.add", "queue bots for the running service"),
     "status": ("downloader.cli.status", "show jobs per state, bytes and failures"),
-    "retry": ("downloader.cli.retry", "re-queue failed jobs"),
+    "retry": ("downloader.cli.retry", "re-queue failed jobs (or named done ones)"),
     "verify": ("downloader.cli.verify", "re-hash downloaded files against their sidecars"),
     "demo": ("downloader.cli.demo", "try recall-dl against the bundled simulator"),
     "simulate": ("downloader.simulator.command", "run the bundled Recall API simulator"),

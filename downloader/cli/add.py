@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import anyio
 
 from downloader.app import open_store_for
-from downloader.cli.common import EXIT_OK, add_common_options, settings_from_args, state_url
+from downloader.cli.common import (
+    EXIT_OK,
+    add_common_options,
+    existing_state,
+    settings_from_args,
+    state_url,
+)
 from downloader.config import Settings
+from downloader.errors import ConfigError
 from downloader.lifecycle import JobKind
 from downloader.naming import validate_bot_id
 from downloader.store.protocol import NewJob, OnConflict
+from downloader.urlpolicy import redact_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     bot_ids = list(dict.fromkeys(validate_bot_id(b) for b in args.bot_ids))
     settings = settings_from_args(args)
-    new = anyio.run(add_bots, settings, state_url(settings), bot_ids)
+    try:  # a store that did not exist yet is created (bots can be queued before `run`)...
+        existing_state(settings)
+        created = False
+    except ConfigError:
+        created = True
+    state = state_url(settings)
+    new = anyio.run(add_bots, settings, state, bot_ids)
     print(f"queued {new} new bot(s), {len(bot_ids) - new} already known")
+    if created:  # ...but a mistyped --state would queue them where no service looks
+        print(
+            f"recall-dl add: note: created a new job store at {redact_url(state)}; "
+            "`recall-dl run` sees these bots only with the same --state",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ from downloader.cli.fetch import fetch
 from downloader.config import Secret, load_settings, settings_with
 from downloader.logs import configure_logging
 from downloader.simulator import BotSpec, ParticipantSpec, Simulator, SimulatorConfig
+from downloader.simulator.config import parse_size
 
 DEMO_OUT = Path("recall-dl-demo")
 DEMO_STATE_NAME = ".recall-dl-state.db"
@@ -36,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default OUT/{DEMO_STATE_NAME})",
     )
     parser.add_argument(
-        "--part-size", type=int, default=512 * 1024, help="bytes per simulated MP4 part"
+        "--part-size",
+        type=parse_size,
+        default=512 * 1024,
+        help="bytes per simulated MP4 part (256K, 4M, ...)",
     )
 
 

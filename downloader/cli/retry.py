@@ -1,5 +1,8 @@
 """`recall-dl retry [--failed | JOB…]`: give failed jobs another chance.
 
+``--failed`` re-queues every failed job. Named jobs are re-queued when failed or done (a
+done part named outright is downloaded again: the way to redo one part on purpose).
+
 Named jobs that do not exist, or that are neither failed nor done (pending or running: they
 will run anyway), are named with the reason; exit 1 when none of the named jobs was re-queued.
 """

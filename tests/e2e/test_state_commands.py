@@ -130,3 +130,17 @@ def test_demo_help_lists_state(ws: Workspace) -> None:
     result = ws.run("demo", "--help")
     assert result.returncode == 0
     assert "--state" in result.stdout
+
+
+def test_add_says_when_it_created_the_store_it_queued_into(ws: Workspace, tmp_path: Path) -> None:
+    """`add` may run before the service (it creates the store), but a mistyped --state
+    would queue bots where no service looks: it says so, once."""
+    store = tmp_path / "typo.db"
+    bot_id = ws.sim.bot_ids[0]
+    first = ws.run("add", bot_id, "--state", str(store))
+    assert first.returncode == 0, first.stderr
+    assert "queued 1 new bot(s)" in first.stdout
+    assert f"created a new job store at {store}" in first.stderr
+    again = ws.run("add", bot_id, "--state", str(store))
+    assert again.returncode == 0 and "already known" in again.stdout
+    assert "created a new job store" not in again.stderr
