@@ -23,7 +23,7 @@ def prepare(path: Path) -> Path:
     path = path.expanduser().absolute()
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only if it is new)
     except OSError as exc:
         raise ConfigError(f"cannot create state directory {directory}: {exc.strerror}") from exc
     if not os.access(directory, os.W_OK | os.X_OK):

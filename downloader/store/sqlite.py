@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -132,6 +133,7 @@ class SqliteStore:
         return result
 
     def _connect(self) -> None:
+        _create_private(self.path)
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=64
         )
@@ -543,3 +545,14 @@ def _acquire_rate_slot(conn: Conn, now: float, cls: str, limit: int, window: flo
     if wait == 0.0:
         conn.execute(Q["rate_record"], {"cls": cls, "now": now})
     return wait
+
+
+def _create_private(path: Path) -> None:
+    """Create a new state file readable by its owner only (SQLite gives its -wal and -shm
+    files the database's mode): jobs hold pre-signed media URLs, bearer secrets for hours.
+    An existing file keeps the mode its operator gave it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,27 @@ async def test_plain_path_creates_parents_and_sets_pragmas(tmp_path: Path) -> No
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     conn.close()
+
+
+async def test_a_new_state_file_is_private_an_existing_one_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    """Jobs hold pre-signed media URLs (bearer secrets for hours)."""
+    path = tmp_path / "new" / "jobs.db"
+    store = await open_store(str(path))
+    try:
+        await store.set_cursor("probe", "x")  # a write: the WAL file exists now
+        for file in (path, path.with_name("jobs.db-wal")):
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    finally:
+        await store.close()
+    shared = tmp_path / "shared.db"
+    shared.touch(mode=0o640)
+    shared.chmod(0o640)
+    store = await open_store(str(shared))
+    await store.close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640  # the operator's choice stands
 
 
 async def test_unwritable_directory_is_a_config_error(
