@@ -19,6 +19,8 @@ class BotSummary:
     bytes_in_progress: int = 0
     active_jobs: int = 0
     waiting_in_call: bool = False
+    # the bot's poll is retrying after an error (API unreachable, 5xx...): the last one
+    api_error: str | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job id, reason)
 
     @property
@@ -38,7 +40,10 @@ def summarise(bot_id: str, jobs: Iterable[Job]) -> BotSummary:
         if job.state is JobState.FAILED:
             summary.failures.append((job.id, job.last_error or "failed"))
         if job.kind is JobKind.POLL_BOT and job.state in ACTIVE_STATES:
-            summary.waiting_in_call = True
+            if job.last_error:  # (a poll that got an answer clears it: see reschedule)
+                summary.api_error = job.last_error
+            else:
+                summary.waiting_in_call = True
         elif job.kind is JobKind.RESOLVE_RECORDING:
             summary.recordings += 1
         elif job.kind is JobKind.DOWNLOAD_PART:

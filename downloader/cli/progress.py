@@ -43,10 +43,13 @@ class ProgressReporter:
         while True:
             await anyio.sleep(self.log_every)
             summaries = await source()
+            errors = [s.api_error for s in summaries if s.api_error]
             log.info(
                 "fetch_progress",
                 bots=len(summaries),
                 bots_waiting_in_call=sum(s.waiting_in_call for s in summaries),
+                bots_retrying=len(errors),
+                last_error=errors[-1] if errors else None,
                 parts_done=sum(s.parts_done for s in summaries),
                 parts_total=sum(s.parts_total for s in summaries),
                 bytes_done=sum(s.bytes_done for s in summaries),
@@ -77,6 +80,9 @@ class ProgressReporter:
                 description = f"bots {finished}/{len(summaries)}"
                 if waiting:
                     description += f" ({waiting} in call)"
+                errors = [s.api_error for s in summaries if s.api_error]
+                if errors:
+                    description += f" ({len(errors)} retrying: {errors[-1]})"
                 progress.update(
                     task,
                     description=description,

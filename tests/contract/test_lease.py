@@ -218,6 +218,18 @@ async def test_reschedule_waits_without_counting_an_attempt(
     assert (job.payload, job.progress, job.attempts) == ({"polls": 1}, {"seen": 1}, 0)
 
 
+async def test_a_reschedule_after_an_error_clears_the_error_but_keeps_the_attempts(
+    store: JobStore, clock: FakeClock, lease: Lease
+) -> None:
+    """A run that ends in a wait went fine: reports then show a job waiting for the remote
+    side, not one still retrying after an error it has recovered from."""
+    await store.retry_later(lease, clock(), "cannot connect to the API")
+    again = await claim_one(store)
+    await store.reschedule(again, clock() + 30)
+    job = await current(store, lease)
+    assert (job.state, job.last_error, job.attempts) == (JobState.PENDING, None, 1)
+
+
 async def test_release_makes_the_job_due_now_without_an_attempt(
     store: JobStore, clock: FakeClock, lease: Lease
 ) -> None:

@@ -197,9 +197,11 @@ UPDATE jobs SET state = 'done', result = $4::jsonb, worker = NULL, lease_until =
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: reschedule
+-- (the run went fine, so the last error is history: clearing it lets reports tell a job
+-- that waits for the remote side from one that retries after errors)
 UPDATE jobs SET state = 'pending', run_after = $4, due = $4 <= rdl_now($1),
                 payload = coalesce($5::jsonb, payload), progress = coalesce($6::jsonb, progress),
-                worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
+                last_error = NULL, worker = NULL, lease_until = NULL, updated_at = rdl_now($1)
 WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_until >= rdl_now($1)
 
 -- name: retry_later

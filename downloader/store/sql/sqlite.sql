@@ -148,9 +148,11 @@ UPDATE jobs SET state = 'done', result = :result, worker = NULL, lease_until = N
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: reschedule
+-- (the run went fine, so the last error is history: clearing it lets reports tell a job
+-- that waits for the remote side from one that retries after errors)
 UPDATE jobs SET state = 'pending', run_after = :run_after, due = :run_after <= :now,
                 payload = coalesce(:payload, payload), progress = coalesce(:progress, progress),
-                worker = NULL, lease_until = NULL, updated_at = :now
+                last_error = NULL, worker = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :id AND state = 'running' AND lease_token = :token AND lease_until >= :now
 
 -- name: retry_later
