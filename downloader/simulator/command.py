@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="H",
-        help="recordings expire H hours after they are done (expires_at); default: never",
+        help="recordings expire H hours after they are done (expires_at), then their media "
+        "is deleted (recording and video_separate 'deleted', bot 'media_expired', links "
+        "404); default: never",
     )
     add(
         "--fatal-bots",

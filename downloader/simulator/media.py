@@ -134,6 +134,8 @@ class MediaHost:
                     "ServerTime": _s3_time(now),
                 },
             )
+        if part.recording.status(now)[0] == "deleted":  # retention over: the object is gone
+            return s3_error(404, "NoSuchKey", "The specified key does not exist.")
         if faults.fire("media_5xx"):
             return s3_error(503, "SlowDown", "Please reduce your request rate.")
         if not self.redirect_target and self.redirect_base and faults.fire("redirect"):

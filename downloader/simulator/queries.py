@@ -232,15 +232,27 @@ def bot_page(
 
 
 def _status_range(
-    world: World, now: int, code: str | None, *, finished_at: int, failed: bool
+    world: World,
+    now: int,
+    code: str | None,
+    *,
+    finished_at: int,
+    failed: bool,
+    expires_at: int | None = None,
 ) -> range:
-    """Ordinary indices in status ``code`` when the object finishes ``finished_at`` after start."""
+    """Ordinary indices in status ``code`` when the object finishes ``finished_at`` after start
+    (and, unless it failed, is deleted ``expires_at`` after start)."""
     n = world.ordinary_count
     if code is None:
         return range(n)
     finished = _started_up_to(world, now - finished_at)  # [0, finished) are over
+    deleted = 0  # [0, deleted) are gone (the earliest bots expire first)
+    if expires_at is not None and not failed:
+        deleted = _started_up_to(world, now - max(expires_at, finished_at))
+    if code == "deleted":
+        return range(deleted)
     if code == ("failed" if failed else "done"):
-        return range(finished)
+        return range(deleted, finished)
     return range(finished, n) if code == "processing" else range(0)
 
 
@@ -269,7 +281,9 @@ def _streams(world: World, now: int, f: MediaFilter, *, video_separate: bool) ->
         span = _clip(0, n, key, f.created_after, f.created_before)
         span = _intersect(span, range(_started_up_to(world, now - created)))  # exists by now
         failed = rec.vs_failed and video_separate
-        status = _status_range(world, now, f.status_code, finished_at=finished, failed=failed)
+        status = _status_range(
+            world, now, f.status_code, finished_at=finished, failed=failed, expires_at=rec.expires
+        )
         span = _intersect(span, status)
         if only_bot is not None:
             span = _intersect(span, range(only_bot, only_bot + 1))

@@ -9,6 +9,9 @@ single plan, shifted by their start time) can be filtered by status with a binar
     joining_call ──▶ in_call_recording ──▶ call_ended ──▶ done
          │                 (recordings j = 0..k-1 split this phase)
          └──▶ fatal (outcome "fatal": no recordings)
+
+With a timed retention the recordings' media is deleted when it ends (recall-api.md §8):
+the recordings and their video_separates turn ``deleted`` and the bot ``media_expired``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class RecordingPlan:
     vs_created: int | None  # None: video_separate was never requested
     vs_finished: int | None
     vs_failed: bool
+    expires: int | None = None  # media deleted (retention over); None: kept forever
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,10 @@ def build_plan(
     outcome: Outcome,
     sub_code: str | None,
     recordings: int,
+    *,
+    retention_us: int | None = None,
 ) -> Plan:
+    """``retention_us``: how long media is kept after a recording is done (None: forever)."""
     d = [int(v * US) for v in effective_durations(lifecycle, time_scale)]
     join, record, ended, rec_processing, vs_processing = d
     if outcome == "fatal":
@@ -93,12 +100,15 @@ def build_plan(
         sub_code if outcome == "video_separate_failed" else None
     ) or DEFAULT_FAILED_SUB_CODE
     done = call_end + ended
-    changes = (
+    expires = None if retention_us is None else done + rec_processing + retention_us
+    changes: tuple[StatusChange, ...] = (
         StatusChange("joining_call", None, 0),
         StatusChange("in_call_recording", None, join),
         StatusChange("call_ended", ended_sub_code, call_end),
         StatusChange("done", None, done),
     )
+    if expires is not None and recordings > 0:
+        changes += (StatusChange("media_expired", None, expires),)
     plans = []
     for j in range(recordings):
         # Segment boundaries are strictly increasing so recordings of one bot never tie.
@@ -113,6 +123,7 @@ def build_plan(
                 vs_created=completed if has_vs else None,
                 vs_finished=done + vs_processing if has_vs else None,
                 vs_failed=outcome == "video_separate_failed",
+                expires=expires,
             )
         )
     return Plan(changes, tuple(plans), failed_sub_code)

@@ -93,8 +93,17 @@ class RecordingEntry:
         created = self.vs_created_us
         return created is not None and created <= now_us
 
+    @property
+    def expires_us(self) -> int | None:
+        """When the media is deleted (a timed retention ends); None: kept forever."""
+        expires = self.plan.expires
+        return None if expires is None else self.bot.start_us + expires
+
     def status(self, now_us: int) -> tuple[str, int]:
         """(code, updated_at µs) of the recording."""
+        expires = self.expires_us
+        if expires is not None and now_us >= expires:
+            return "deleted", expires
         if now_us >= self.done_us:
             return "done", self.done_us
         return "processing", self.created_us
@@ -108,6 +117,9 @@ class RecordingEntry:
             return "processing", None, created
         if self.plan.vs_failed:
             return "failed", self.bot.plan.vs_failed_sub_code, finished
+        expires = self.expires_us
+        if expires is not None and now_us >= max(expires, finished):
+            return "deleted", None, max(expires, finished)
         return "done", None, finished
 
 
@@ -223,22 +235,31 @@ class World:
     def _plan(self, spec: BotSpec) -> Plan:
         lifecycle = spec.lifecycle if spec.lifecycle is not None else self.config.lifecycle
         assert isinstance(lifecycle, Lifecycle)
+        hours = self._retention_of(spec)
+        # A timed retention starts when the recording is done (§8); hours are wall-clock
+        # hours whatever the time scale.
+        kept_us = None if hours is None or hours == FOREVER else round(float(hours) * 3600 * US)
         return build_plan(
-            lifecycle, self.config.time_scale, spec.outcome, spec.sub_code, spec.recordings
+            lifecycle,
+            self.config.time_scale,
+            spec.outcome,
+            spec.sub_code,
+            spec.recordings,
+            retention_us=kept_us,
         )
+
+    def _retention_of(self, spec: BotSpec) -> Retention:
+        return spec.retention if spec.retention is not None else self.config.retention_hours
 
     def retention(self, bot: BotEntry) -> Retention:
         """The bot's own retention, else the workspace's (None: kept forever, not set)."""
-        return bot.spec.retention if bot.spec.retention is not None else self.config.retention_hours
+        return self._retention_of(bot.spec)
 
     # ---- recordings and video_separates -----------------------------------------------------
 
     def expires_us(self, recording: RecordingEntry) -> int | None:
         """When a timed retention ends: it starts when the recording is done (§8)."""
-        hours = self.retention(recording.bot)
-        if hours is None or hours == FOREVER:
-            return None
-        return recording.done_us + round(float(hours) * 3600 * US)
+        return recording.expires_us
 
     def recording(self, bot: BotEntry, index: int) -> RecordingEntry:
         ref = Ref(bot.index, index)

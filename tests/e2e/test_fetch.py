@@ -164,6 +164,18 @@ def test_failures_next_to_good_bots(ws: Workspace) -> None:
         assert "done" in lines[bot_id]
 
 
+def test_a_bot_whose_media_expired_fails_with_the_reason(ws: Workspace) -> None:
+    """recall-api.md §8: when the retention ends the media is deleted and the bot turns
+    ``media_expired``: nothing to download, and the user is told why."""
+    expired = ws.sim.add_bot(BotSpec(participants=[ParticipantSpec(id=1)], retention=1))
+    ws.sim.advance_time(2 * 3600)
+    result = ws.run("fetch", expired)
+    assert result.returncode == 1, result.stderr[-2000:]
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith(expired)]
+    assert "FAILED" in line and "media_expired" in line
+    assert not (ws.out / expired).exists() or not any((ws.out / expired).rglob("*.mp4"))
+
+
 @pytest.mark.parametrize("sim_config", [SimulatorConfig(bots=1, time_scale=0, part_size=4096)])
 def test_bot_without_video_separate_says_how_to_enable_it(ws: Workspace) -> None:
     bot_id = ws.sim.add_bot(

@@ -253,6 +253,42 @@ async def test_expires_at_is_null_until_the_recording_is_done() -> None:
         assert config_retention["retention"] == {"type": "timed", "hours": 1.5}
 
 
+@pytest.mark.anyio
+async def test_media_is_deleted_when_the_retention_ends() -> None:
+    """recall-api.md §8: at ``expires_at`` the media is deleted: recordings and their
+    video_separates turn ``deleted``, the bot ``media_expired``; links handed out before
+    stop working (S3: the object no longer exists)."""
+    config = FAST.replace(bots=1, time_scale=1.0, retention_hours=1)
+    async with running(config) as c:
+        c.sim.advance_time(3600)  # every bot done well before the hour is over
+        bot_id = c.sim.bot_ids[0]
+        (rec,) = (await c.api_json(f"/api/v1/bot/{bot_id}/"))["recordings"]
+        assert rec["status"]["code"] == "done"
+        (vs,) = await c.walk("/api/v1/video_separate/", {"recording_id": rec["id"]})
+        manifest_url = vs["data"]["download_url"]
+        part_url = (await c.get(manifest_url)).json()[0]["download_url"]
+        expires = parse_iso(rec["expires_at"])
+
+        c.sim.advance_time((expires - c.sim.state.clock.now_us()) / 1e6 + 1)
+        bot = await c.api_json(f"/api/v1/bot/{bot_id}/")
+        assert bot["status_changes"][-1]["code"] == "media_expired"
+        (rec,) = bot["recordings"]
+        assert rec["status"]["code"] == "deleted"
+        assert parse_iso(rec["expires_at"]) == expires
+        (vs,) = await c.walk("/api/v1/video_separate/", {"recording_id": rec["id"]})
+        assert vs["status"]["code"] == "deleted" and vs["data"]["download_url"] is None
+        # the list filter documents processing|done|failed only: a deleted one leaves "done"
+        assert await c.walk("/api/v1/video_separate/", {"status_code": "done"}) == []
+        for path in ("/api/v1/video_separate/", "/api/v1/recording/"):
+            (listed,) = await c.walk(path)
+            assert listed["status"]["code"] == "deleted", path
+        expired = await c.walk("/api/v1/bot/", {"status": "media_expired"})
+        assert [b["id"] for b in expired] == [bot_id]
+        assert (await c.get(manifest_url)).status == 404
+        gone = await c.get(part_url)
+        assert gone.status == 404 and b"<Code>NoSuchKey</Code>" in gone.body
+
+
 @pytest.mark.parametrize("bad", [0, -1, "soon", True, float("inf"), float("nan"), 10**9])
 def test_retention_must_be_positive_hours_or_forever(bad: Any) -> None:
     with pytest.raises(ValueError, match="retention"):
