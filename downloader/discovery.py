@@ -215,11 +215,14 @@ async def discover(
         url = next_url
 
 
-async def count_unfinished(ctx: PipelineContext, *, since: datetime, until: datetime | None) -> int:
-    """video_separates of the window still processing (a later run will pick them up)."""
+async def count_in_window(
+    ctx: PipelineContext, status_code: str, *, since: datetime, until: datetime | None
+) -> int:
+    """video_separates of the window in ``status_code``: "processing" ones a later run will
+    pick up, "failed" ones Recall could not produce (nothing to download, but worth saying)."""
     count = 0
     async for _ in ctx.client.iter_video_separates(
-        status_code="processing", created_at_after=since, created_at_before=until
+        status_code=status_code, created_at_after=since, created_at_before=until
     ):
         count += 1
     return count

@@ -8,7 +8,9 @@ afresh by the next run (cheap: known recordings are not retrieved again), which 
 videos that were still processing at the window's edge.
 
 Exit codes: 0 every recording of the window done; 1 some failed; 2 usage or configuration
-error; 3 authentication error; 130 interrupted (run the same command to resume).
+error; 3 authentication error; 130 interrupted (run the same command to resume). Videos that
+Recall itself failed to produce (status ``failed``: nothing to download) are counted in the
+summary, not as failures of the backfill.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from downloader.cli.common import (
 from downloader.config import Settings
 from downloader.discovery import (
     DiscoveryResult,
-    count_unfinished,
+    count_in_window,
     discover,
     parse_time,
 )
@@ -410,8 +412,9 @@ async def _list_window(
     state: WindowState,
     completion: Completion,
     counters: Counters,
-) -> int:
-    """Queue the window's recordings; returns how many of its videos are still processing."""
+) -> tuple[int, int]:
+    """Queue the window's recordings; returns how many of its videos are still processing
+    and how many Recall failed to produce."""
 
     async def on_batch(jobs: Sequence[NewJob], next_url: str | None) -> None:
         recordings = [str(job.parent) for job in jobs]
@@ -430,14 +433,16 @@ async def _list_window(
         on_page=on_page,
         on_batch=on_batch,
     )
-    return await count_unfinished(ctx, since=window.since, until=window.until)
+    processing = await count_in_window(ctx, "processing", since=window.since, until=window.until)
+    failed = await count_in_window(ctx, "failed", since=window.since, until=window.until)
+    return processing, failed
 
 
 async def backfill(
     settings: Settings, window: Window, out: Path, state_location: str, show_bars: bool
 ) -> int:
     interrupted: list[bool] = []
-    processing = 0
+    processing = failed_at_source = 0
     async with open_store_for(settings, state_location) as store:
         counters = Counters()
         async with open_pipeline(settings, store, out) as ctx, anyio.create_task_group() as group:
@@ -453,14 +458,24 @@ async def backfill(
             group.start_soon(BackfillProgress(ctx, completion, counters).run, show_bars)
             group.start_soon(completion.run)
             if phase == "listing":
-                processing = await _list_window(ctx, window, state, completion, counters)
+                processing, failed_at_source = await _list_window(
+                    ctx, window, state, completion, counters
+                )
             counters.listing = False
             completion.listing_finished = True
             await completion.finished.wait()
             await state.finish()
             draining.set()
             group.cancel_scope.cancel()
-    print(describe_backfill(window, completion, processing, interrupted=bool(interrupted)))
+    print(
+        describe_backfill(
+            window,
+            completion,
+            processing,
+            failed_at_source=failed_at_source,
+            interrupted=bool(interrupted),
+        )
+    )
     if interrupted:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -468,7 +483,12 @@ async def backfill(
 
 
 def describe_backfill(
-    window: Window, completion: Completion, processing: int, *, interrupted: bool
+    window: Window,
+    completion: Completion,
+    processing: int,
+    *,
+    failed_at_source: int = 0,
+    interrupted: bool,
 ) -> str:
     c = completion
     incomplete = c.discovered - c.done - len(c.failures)
@@ -488,6 +508,11 @@ def describe_backfill(
         lines.append(
             f"{processing} video(s) of this window are still processing: "
             "run the same command later to fetch them"
+        )
+    if failed_at_source and not interrupted:
+        lines.append(
+            f"{failed_at_source} video(s) of this window failed at Recall (video_separate "
+            "status 'failed', nothing to download; its sub_code says why)"
         )
     return "\n".join(lines)
 
@@ -552,7 +577,9 @@ async def dry_run(settings: Settings, window: Window, out: Path, state_location:
         async with anyio.create_task_group() as group:
             for item in planned:
                 group.start_soon(plan, item)
-        processing = await count_unfinished(ctx, since=window.since, until=window.until)
+        processing = await count_in_window(
+            ctx, "processing", since=window.since, until=window.until
+        )
     planned.sort(key=lambda p: (-p.job.priority, str(p.job.parent)))
     for line in describe_plan(window, planned, result, processing):
         print(line)

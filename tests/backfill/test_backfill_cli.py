@@ -95,6 +95,15 @@ def test_recording_still_processing_at_the_windows_edge(ws: Workspace) -> None:
     completed_once(ws)  # the first run's parts were not fetched again
 
 
+def test_videos_recall_failed_to_produce_are_reported_not_fetched(ws: Workspace) -> None:
+    """Nothing to download for them, and not a failure of the backfill, but not silent."""
+    ws.sim.add_bot(one_participant(outcome="video_separate_failed"))
+    result = ws.run("backfill", "--since", SINCE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert " done, 0 failed;" in result.stdout
+    assert "1 video(s) of this window failed at Recall" in result.stdout
+
+
 SLOW_LISTING = SimulatorConfig(
     bots=120,
     participants_per_bot=1,
