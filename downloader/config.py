@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import stat
 import tomllib
@@ -40,6 +41,7 @@ from yarl import URL
 from downloader.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/recall-dl/recall-dl.toml")
+MAX_PORT = 65535
 API_PATH_PREFIX = "/api/v1"  # what Recall's docs put after the origin; the client adds it
 
 REGIONS = ("us-east-1", "us-west-2", "eu-central-1", "ap-northeast-1")
@@ -161,7 +163,10 @@ def _parse_int(raw: object) -> int:
 def _parse_float(raw: object) -> float:
     if isinstance(raw, bool):
         raise ValueError("expected a number")
-    return float(raw)  # type: ignore[arg-type]
+    value = float(raw)  # type: ignore[arg-type]
+    if not math.isfinite(value):  # "nan" and "inf" parse, but no setting means either
+        raise ValueError("expected a finite number")
+    return value
 
 
 def _parse_bool(raw: object) -> bool:
@@ -388,8 +393,8 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
     if settings.log_format not in LOG_FORMATS:
         raise bad("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
     host, sep, port = settings.http_listen.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise bad("http_listen", "expected HOST:PORT, e.g. 127.0.0.1:8787")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= MAX_PORT:
+        raise bad("http_listen", "expected HOST:PORT with a port up to 65535, e.g. 127.0.0.1:8787")
 
 
 def _resolve_secret(

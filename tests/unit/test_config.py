@@ -270,3 +270,15 @@ def test_api_url_is_the_origin_with_or_without_the_documented_prefix(given: str)
 def test_api_url_with_another_path_is_refused_with_the_fix() -> None:
     with pytest.raises(ConfigError, match="origin only"):
         load_settings(env={"RECALL_API_URL": "https://us-east-1.recall.ai/v2"})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_seconds_must_be_finite(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"lease_seconds.*finite"):
+        load_settings(env={"RECALL_DL_LEASE_SECONDS": value})
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:", "8787"])
+def test_http_listen_needs_a_real_port(listen: str) -> None:
+    with pytest.raises(ConfigError, match=r"http_listen.*up to 65535"):
+        load_settings(env={"RECALL_DL_HTTP_LISTEN": listen})
