@@ -125,6 +125,8 @@ def parse_window(args: argparse.Namespace, now: datetime) -> Window:
                 f"--until {args.until!r} is not a date (YYYY-MM-DD or ISO 8601)"
             ) from None
     if since > until:
+        if args.until is None:  # the user gave no --until: the end is "now"
+            raise ValueError(f"--since {_iso(since)} is in the future (now is {_iso(until)})")
         raise ValueError(f"--since {_iso(since)} is after --until {_iso(until)}")
     metadata: dict[str, str] = {}
     for item in args.metadata or []:

@@ -81,6 +81,7 @@ async def download_part(ctx: PipelineContext, lease: Lease) -> Outcome:
         state["checkpoint"] = checkpoint
         await ctx.store.checkpoint(lease, {**checkpoint.to_json(), "path": relpath})
 
+    resumed_from = state["checkpoint"].offset if state["checkpoint"] is not None else 0
     result = await with_heartbeat(
         ctx.store,
         lease,
@@ -89,7 +90,9 @@ async def download_part(ctx: PipelineContext, lease: Lease) -> Outcome:
             ctx, job.key, payload=payload, final=final, state=state, on_checkpoint=on_checkpoint
         ),
     )
-    ctx.count("bytes_downloaded", result.bytes)
+    # what this process fetched: a part resumed from an earlier attempt's checkpoint (maybe
+    # another process's) counts only the rest
+    ctx.count("bytes_downloaded", max(0, result.bytes - resumed_from))
     return _finished(ctx, lease, result, relpath)
 
 

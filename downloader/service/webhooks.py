@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -166,7 +167,12 @@ def _id_at(body: Mapping[str, Any], *path: str, optional: bool = False) -> str |
         return None
     if not isinstance(node, str) or not node.strip() or len(node) > MAX_ID_CHARS:
         raise Rejected(400, Outcome.MALFORMED, f"event has no usable {'.'.join(path)}")
-    return node.strip()
+    try:  # Recall's ids are UUIDs; anything else would only become a job that fails for good
+        return str(uuid.UUID(node.strip()))
+    except ValueError:
+        raise Rejected(
+            400, Outcome.MALFORMED, f"{'.'.join(path)} is not a Recall id (a UUID)"
+        ) from None
 
 
 def poll_bot_job(bot_id: str) -> NewJob:

@@ -212,6 +212,7 @@ def test_few_hundred_recordings_without_a_single_429(ws: Workspace) -> None:
     [
         (["--since", "last tuesday"], "--since 'last tuesday' is not a date"),
         (["--since", "2025-02-01", "--until", "2025-01-01"], "is after --until"),
+        (["--since", "2999-01-01"], "--since 2999-01-01T00:00:00Z is in the future"),
         (["--since", "2025-01-01", "--until", "2025-13-01"], "--until '2025-13-01' is not a date"),
         (["--since", "2025-01-01", "--metadata", "novalue"], "must look like KEY=VALUE"),
     ],

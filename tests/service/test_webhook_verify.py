@@ -162,6 +162,8 @@ def test_other_events_are_ignored(event: str) -> None:
         {"event": "bot.done", "data": {"bot": {"id": 5}}},
         {"event": "recording.done", "data": {"recording": None}},
         {"event": "bot.done", "data": {"bot": {"id": "x" * 500}}},
+        {"event": "bot.done", "data": {"bot": {"id": "../../etc"}}},  # not a UUID
+        {"event": "recording.done", "data": {"recording": {"id": "r1"}, "bot": {"id": "b"}}},
     ],
 )
 def test_known_events_without_usable_ids_are_malformed(body: dict[str, Any]) -> None:
