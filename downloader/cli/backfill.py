@@ -338,24 +338,31 @@ class BackfillProgress:
             console=Console(file=sys.stderr),
         )
         task = progress.add_task("listing", total=None, detail="")
+
+        def render() -> None:
+            f = self.fields()
+            detail = (
+                f"parts {f['parts_done']} · {human_bytes(int(str(f['bytes_done'])))} · "
+                f"{human_bytes(int(str(f['bytes_per_second'])))}/s"
+            )
+            if f["recordings_failed"]:
+                detail += f" · {f['recordings_failed']} failed"
+            listing = f"listing (page {f['pages']}) · " if self.counters.listing else ""
+            progress.update(
+                task,
+                description=f"{listing}recordings",
+                total=None if self.counters.listing else self.completion.discovered,
+                completed=self.completion.done + len(self.completion.failures),
+                detail=detail,
+            )
+
         with progress:
-            while True:
-                f = self.fields()
-                detail = (
-                    f"parts {f['parts_done']} · {human_bytes(int(str(f['bytes_done'])))} · "
-                    f"{human_bytes(int(str(f['bytes_per_second'])))}/s"
-                )
-                if f["recordings_failed"]:
-                    detail += f" · {f['recordings_failed']} failed"
-                listing = f"listing (page {f['pages']}) · " if self.counters.listing else ""
-                progress.update(
-                    task,
-                    description=f"{listing}recordings",
-                    total=None if self.counters.listing else self.completion.discovered,
-                    completed=self.completion.done + len(self.completion.failures),
-                    detail=detail,
-                )
-                await anyio.sleep(REFRESH_SECONDS)
+            try:
+                while True:
+                    render()
+                    await anyio.sleep(REFRESH_SECONDS)
+            finally:  # the command ends by cancelling this loop: show the final state last
+                render()
 
 
 # ---------------------------------------------------------------------------- the command
