@@ -133,8 +133,10 @@ def test_window_dates() -> None:
     assert w.since == datetime(2025, 1, 1, 8, tzinfo=UTC)
     assert w.until == NOW
     assert parse_window(window(since="2025-01-01T10:00"), NOW).since.tzinfo is not None
-    with pytest.raises(ValueError, match="is after"):
+    with pytest.raises(ValueError, match="is in the future"):  # no --until: the end is now
         parse_window(window(since="2025-07-01"), NOW)
+    with pytest.raises(ValueError, match="is after --until"):
+        parse_window(window(since="2025-07-01", until="2025-06-01"), NOW)
 
 
 def test_window_key_names_window_and_filters() -> None:
