@@ -28,15 +28,23 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SEPARATOR_RUN = re.compile(r"-{2,}")
 
 
-def validate_bot_id(text: str) -> str:
-    """Bot ids given on the command line must be UUIDs; returns the canonical lowercase form."""
+def canonical_id(text: str) -> str | None:
+    """A Recall id (a UUID) in its canonical lowercase form, or None if it is not one."""
     try:
         return str(uuid.UUID(text.strip()))
     except ValueError:
+        return None
+
+
+def validate_bot_id(text: str) -> str:
+    """Bot ids given on the command line must be UUIDs; returns the canonical lowercase form."""
+    bot_id = canonical_id(text)
+    if bot_id is None:
         raise ConfigError(
             f"{text!r} is not a bot id: Recall bot ids are UUIDs such as "
             "8a5f6e0c-1b2d-4c3e-9f00-123456789abc"
-        ) from None
+        )
+    return bot_id
 
 
 def safe_id(remote_id: str) -> str:

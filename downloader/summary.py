@@ -56,6 +56,11 @@ def summarise(bot_id: str, jobs: Iterable[Job]) -> BotSummary:
     return summary
 
 
+def api_errors(summaries: Iterable[BotSummary]) -> list[str]:
+    """The last error of every bot whose poll is retrying after API errors."""
+    return [s.api_error for s in summaries if s.api_error]
+
+
 def describe(summary: BotSummary) -> str:
     """One line per bot, as printed at the end of `fetch`."""
     head = f"{summary.bot_id}: "

@@ -19,7 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from downloader.summary import BotSummary
+from downloader.summary import BotSummary, api_errors
 
 log = structlog.get_logger(__name__)
 REFRESH_SECONDS = 0.5
@@ -43,7 +43,7 @@ class ProgressReporter:
         while True:
             await anyio.sleep(self.log_every)
             summaries = await source()
-            errors = [s.api_error for s in summaries if s.api_error]
+            errors = api_errors(summaries)
             log.info(
                 "fetch_progress",
                 bots=len(summaries),
@@ -80,7 +80,7 @@ class ProgressReporter:
                 description = f"bots {finished}/{len(summaries)}"
                 if waiting:
                     description += f" ({waiting} in call)"
-                errors = [s.api_error for s in summaries if s.api_error]
+                errors = api_errors(summaries)
                 if errors:
                     description += f" ({len(errors)} retrying: {errors[-1]})"
                 progress.update(

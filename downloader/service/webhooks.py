@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -41,6 +40,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from downloader.config import Secret
 from downloader.errors import ConfigError
 from downloader.lifecycle import JobKind, JobState, job_id
+from downloader.naming import canonical_id
 from downloader.store.protocol import JobStore, NewJob, OnConflict
 
 NO_BOT = "no-bot"
@@ -167,12 +167,10 @@ def _id_at(body: Mapping[str, Any], *path: str, optional: bool = False) -> str |
         return None
     if not isinstance(node, str) or not node.strip() or len(node) > MAX_ID_CHARS:
         raise Rejected(400, Outcome.MALFORMED, f"event has no usable {'.'.join(path)}")
-    try:  # Recall's ids are UUIDs; anything else would only become a job that fails for good
-        return str(uuid.UUID(node.strip()))
-    except ValueError:
-        raise Rejected(
-            400, Outcome.MALFORMED, f"{'.'.join(path)} is not a Recall id (a UUID)"
-        ) from None
+    recall_id = canonical_id(node)
+    if recall_id is None:  # anything else would only become a job that fails for good
+        raise Rejected(400, Outcome.MALFORMED, f"{'.'.join(path)} is not a Recall id (a UUID)")
+    return recall_id
 
 
 def poll_bot_job(bot_id: str) -> NewJob:

@@ -246,11 +246,9 @@ def _status_range(
     if code is None:
         return range(n)
     finished = _started_up_to(world, now - finished_at)  # [0, finished) are over
-    deleted = 0  # [0, deleted) are gone (the earliest bots expire first)
+    deleted = 0  # [0, deleted) are gone (the earliest bots expire first): no longer "done"
     if expires_at is not None and not failed:
         deleted = _started_up_to(world, now - max(expires_at, finished_at))
-    if code == "deleted":
-        return range(deleted)
     if code == ("failed" if failed else "done"):
         return range(deleted, finished)
     return range(finished, n) if code == "processing" else range(0)

@@ -121,7 +121,7 @@ class Renderer:
         code, updated = rec.status(now)
         completed = rec.completed_us if now >= rec.completed_us else None
         # The retention clock starts once the recording is done; until then nothing expires.
-        expires = self.world.expires_us(rec) if code in ("done", "deleted") else None
+        expires = rec.expires_us if code in ("done", "deleted") else None
         body: Json = {
             "id": rec.id,
             "created_at": iso(rec.created_us),

@@ -257,10 +257,6 @@ class World:
 
     # ---- recordings and video_separates -----------------------------------------------------
 
-    def expires_us(self, recording: RecordingEntry) -> int | None:
-        """When a timed retention ends: it starts when the recording is done (§8)."""
-        return recording.expires_us
-
     def recording(self, bot: BotEntry, index: int) -> RecordingEntry:
         ref = Ref(bot.index, index)
         return RecordingEntry(

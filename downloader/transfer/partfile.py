@@ -106,12 +106,31 @@ class PartFile:
 
     @classmethod
     def open(cls, path: Path, *, make_parents: bool = False) -> PartFile:
-        """Open (or create) and lock the partial file, before anything is asked of the
-        server: a resumed transfer needs its length, and a host whose lease was taken over
-        while it was frozen mid-body still holds the lock, so its successor does not
-        download the same part at the same time (see ``_open_locked``)."""
-        fd, size = _open_locked(path, make_parents=make_parents)
-        return cls(path, fd, size)
+        """Open or create without following a symlink; refuse anything but a regular file.
+
+        Called before anything is asked of the server: a resumed transfer needs the length,
+        and the file is locked (``flock``) for as long as it is open. A worker whose lease
+        was taken over while it was frozen (SIGSTOP, a partition) may still hold the file;
+        its successor gets ``EWOULDBLOCK`` and tries again later, so two writers never
+        interleave on one partial file, nor download one part at the same time.
+        """
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            if not make_parents:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o666)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, info.st_size)
 
     @property
     def closed(self) -> bool:
@@ -218,12 +237,11 @@ class PartFile:
     def publish(self, final: Path) -> None:
         """Rename to ``final``, make the rename durable, and close (the lock goes with it)."""
         try:
-            publish(self.path, final, renamed=self._renamed)
+            os.replace(self.path, final)
+            self.published = True
+            sync_directory(final.parent)
         finally:
             self.close()
-
-    def _renamed(self) -> None:
-        self.published = True
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -231,44 +249,19 @@ class PartFile:
             os.close(fd)
 
 
-def publish(partial: Path, final: Path, renamed: Callable[[], None] | None = None) -> None:
+def publish(partial: Path, final: Path) -> None:
     """Rename the verified partial file to its final name and make the rename durable."""
     os.replace(partial, final)
-    if renamed is not None:
-        renamed()
-    dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    sync_directory(final.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory after a rename into it (a failure is ``FsyncFailed``)."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _sync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _open_locked(path: Path, *, make_parents: bool) -> tuple[int, int]:
-    """Open or create without following a symlink; refuse anything but a regular file.
-    Returns the descriptor and the file's size.
-
-    The file is locked (``flock``) for as long as it is open: a worker whose lease was
-    taken over while it was frozen (SIGSTOP, a partition) may still hold the file, and
-    two writers on one partial file — on one host or on a shared filesystem — would
-    interleave. The second opener gets ``EWOULDBLOCK`` and tries again later.
-    """
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o666)
-    except FileNotFoundError:
-        if not make_parents:
-            raise
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, flags, 0o666)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "partial path is not a regular file", str(path))
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, info.st_size
 
 
 def discard(path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from downloader.lifecycle import JobKind, JobState
 from downloader.store.protocol import Job
-from downloader.summary import summarise
+from downloader.summary import api_errors, summarise
 
 BOT = "00000000-0000-4000-8000-000000000001"
 
@@ -40,6 +40,8 @@ def test_a_poll_retrying_after_an_error_is_not_reported_as_in_call() -> None:
     error = "cannot connect to http://127.0.0.1:18999/api/v1/bot/…"
     summary = summarise(BOT, [job(JobKind.POLL_BOT, JobState.PENDING, error=error)])
     assert not summary.waiting_in_call and summary.api_error == error
+    waiting = summarise(BOT, [job(JobKind.POLL_BOT, JobState.PENDING)])
+    assert api_errors([waiting, summary]) == [error]
 
 
 def test_done_parts_count_their_bytes_and_failures_keep_their_reason() -> None:
