@@ -143,11 +143,13 @@ def sessions_of(db: Db, ports: Iterable[int]) -> list[Any]:
 def settled(session: Any) -> bool:
     """Nothing this backend does can change the database before its (stopped) client runs.
 
-    Idle, or idle in a transaction (which only the client can end), or blocked sending the
-    rows of a read to a client that does not read them (large results; the store's writes
-    return a few rows at most, which the socket buffers absorb).
+    Idle, or idle in a transaction (which only the client can end), or waiting to read the
+    rest of a statement the client had begun to send when it stopped (extended protocol:
+    Parse sent, Bind/Execute/Sync not yet), or blocked sending the rows of a read to a
+    client that does not read them (large results; the store's writes return a few rows at
+    most, which the socket buffers absorb).
     """
-    if session["state"] != "active":
+    if session["state"] != "active" or session["wait_event"] == "ClientRead":
         return True
     query = str(session["query"]).lstrip().upper()
     return bool(session["wait_event"] == "ClientWrite" and query.startswith("SELECT"))
